@@ -28,6 +28,8 @@ const (
 type Client struct {
 	ID   string
 	Name string
+	// GrantTypes lists the grants the client may use (the CIBA grant, refresh_token).
+	GrantTypes []string
 	// SecretHash is the SHA-256 of the client secret; empty for clients that only use private_key_jwt.
 	SecretHash []byte
 	// AuthMethod restricts client authentication to one method; empty accepts either secret method
@@ -66,6 +68,9 @@ type Client struct {
 	CreatedAt time.Time
 	UpdatedAt time.Time
 }
+
+// AllowsGrant reports whether the client may use the grant type.
+func (c Client) AllowsGrant(gt string) bool { return slices.Contains(c.GrantTypes, gt) }
 
 // AllowsType reports whether the client may request authorization_details of the given type.
 func (c Client) AllowsType(t string) bool { return slices.Contains(c.AuthorizationDetailsTypes, t) }

@@ -66,11 +66,16 @@ type Request struct {
 	DeliveryMode DeliveryMode
 	// NotificationToken is the client_notification_token the client gave for ping and push delivery.
 	NotificationToken string
+	// CallbackAuthReqID is the auth_req_id itself, kept only for ping and push requests because their
+	// callbacks must name it; poll requests keep only the hash. (It is not enough to get tokens: the
+	// token endpoint also authenticates the client.)
+	CallbackAuthReqID string
 
 	Status    RequestStatus
 	CreatedAt time.Time
 	ExpiresAt time.Time
-	// Interval is the minimum time between polls; slow_down makes it grow.
+	// Interval is the minimum time between polls given to the client. A slow_down makes it grow for
+	// that client, which the server tracks in memory rather than rewriting the request on every poll.
 	Interval time.Duration
 
 	// Receipt is the device-signed decision, set when the request is approved or denied.
@@ -204,6 +209,3 @@ func (r *Request) Redeem(now time.Time, clientID string) error {
 	r.RedeemedAt = now
 	return nil
 }
-
-// SlowDown makes the poll interval grow by step for this and all later polls (CIBA section 11).
-func (r *Request) SlowDown(step time.Duration) { r.Interval += step }
