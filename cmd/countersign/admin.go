@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -44,7 +45,11 @@ func (f *adminFlags) open(cmd *cobra.Command) (*app, error) {
 		if err != nil {
 			return nil, err
 		}
-		cfg = config.Dev(f.data, "127.0.0.1:8080")
+		listen := config.DevListen
+		if b, err := os.ReadFile(filepath.Join(f.data, "dev-listen")); err == nil {
+			listen = strings.TrimSpace(string(b))
+		}
+		cfg = config.Dev(f.data, listen)
 		cfg.Clients[0].ClientSecret = secret
 	default:
 		var err error
@@ -288,7 +293,49 @@ func newAuditCommand() *cobra.Command {
 	list.Flags().StringVar(&filter.RequestID, "request", "", "only events about this request")
 	list.Flags().StringVar(&filter.Type, "type", "", "only events of this type (e.g. request.approved, outbox.dead)")
 	list.Flags().IntVar(&filter.Limit, "limit", 50, "most events to show")
-	cmd.AddCommand(list)
+	var rf adminFlags
+	receipt := &cobra.Command{
+		Use:   "receipt REQUEST_ID",
+		Short: "Show and verify the device-signed receipt of a decision",
+		Long: "Prints what the user was shown, its SHA-256 (RFC 8785 canonical JSON), the device's signature and\n" +
+			"public key, and checks them again. Access tokens name the request in their approval claim.\n" +
+			"Exits non-zero when the receipt does not verify.",
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			a, err := rf.open(cmd)
+			if err != nil {
+				return err
+			}
+			defer a.Close()
+			v, err := a.svc.Receipt(cmd.Context(), args[0])
+			if err != nil {
+				return err
+			}
+			w := cmd.OutOrStdout()
+			if rf.json {
+				if err := printJSON(w, v); err != nil {
+					return err
+				}
+			} else {
+				shown, _ := json.MarshalIndent(v.Shown, "  ", "  ")
+				fmt.Fprintf(w, "request       %s (%s)\n", v.RequestID, v.Status)
+				fmt.Fprintf(w, "decision      %s at %s by device %s (%s)\n", v.Decision, v.DecidedAt.Format(time.RFC3339), v.Device.ID, v.Device.Name)
+				fmt.Fprintf(w, "shown         %s\n", shown)
+				fmt.Fprintf(w, "shown_sha256  %s\n", v.ShownSHA256)
+				fmt.Fprintf(w, "signature     %s\n", v.Signature)
+				fmt.Fprintf(w, "device key    %s\n", v.DeviceKey)
+				if v.Verified {
+					fmt.Fprintln(w, "verified      yes: the device signed exactly this content")
+				}
+			}
+			if !v.Verified {
+				return fmt.Errorf("receipt of %s does not verify: %s", v.RequestID, v.Problem)
+			}
+			return nil
+		},
+	}
+	rf.register(receipt, true)
+	cmd.AddCommand(list, receipt)
 	return cmd
 }
 

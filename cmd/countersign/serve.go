@@ -54,6 +54,11 @@ func newDevCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			// Remembered so that admin commands run with --data build the same issuer (and so the
+			// same invitation links) as this server.
+			if err := os.WriteFile(filepath.Join(dataDir, "dev-listen"), []byte(listen+"\n"), 0o600); err != nil {
+				return err
+			}
 			cfg := config.Dev(dataDir, listen)
 			cfg.Clients[0].ClientSecret = secret
 			// Short polls make the demo feel instant; production keeps CIBA's 5 s default.

@@ -17,6 +17,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -194,9 +195,10 @@ func (d *Device) Remove(ctx context.Context, id string) error {
 	return d.call(ctx, http.MethodDelete, "/devices/"+id, nil, true, nil)
 }
 
-// ErrShownMismatch means the server's shown_sha256 does not match what this device computed from the
-// content it displays: signing would approve something other than what the user saw.
-var ErrShownMismatch = errors.New("the server's hash of the request does not match its content; refusing to sign")
+// ErrShownMismatch means the request as displayed (client, message, fields, scope, audience) is not
+// the content the decision would sign, or the server's hash of that content differs from ours:
+// signing would approve something other than what the user saw.
+var ErrShownMismatch = errors.New("the request's displayed content does not match the content to sign; refusing to sign")
 
 // Decide signs a decision over exactly the content in v (as displayed) and sends it.
 func (d *Device) Decide(ctx context.Context, v authz.RequestView, decision domain.Decision) (authz.RequestView, error) {
@@ -204,27 +206,64 @@ func (d *Device) Decide(ctx context.Context, v authz.RequestView, decision domai
 	if err != nil {
 		return authz.RequestView{}, err
 	}
+	return d.SendDecision(ctx, v.ID, signed)
+}
+
+// SendDecision posts a signed decision.
+func (d *Device) SendDecision(ctx context.Context, requestID, signed string) (authz.RequestView, error) {
 	var out authz.RequestView
-	err = d.call(ctx, http.MethodPost, "/requests/"+v.ID+"/decision", map[string]string{"signed_decision": signed}, false, &out)
+	err := d.call(ctx, http.MethodPost, "/requests/"+requestID+"/decision", map[string]string{"signed_decision": signed}, false, &out)
 	return out, err
 }
 
-// SignDecision returns the compact JWS of a decision about v. The hash is computed here, from the
-// content the device shows, and checked against the server's.
+// SignDecision returns the compact JWS of a decision about v, after checking that everything a
+// view displays (client, binding message, every field, scope, audience) is the content it signs,
+// and that the server hashed that content as we do.
 func (d *Device) SignDecision(v authz.RequestView, decision domain.Decision) (string, error) {
+	if err := consistent(v); err != nil {
+		return "", err
+	}
 	sum, err := v.Shown.SHA256()
 	if err != nil {
 		return "", err
 	}
-	hash := base64.RawURLEncoding.EncodeToString(sum)
-	if v.ShownSHA256 != "" && v.ShownSHA256 != hash {
+	if v.ShownSHA256 != base64.RawURLEncoding.EncodeToString(sum) {
 		return "", ErrShownMismatch
 	}
+	return d.SignDecisionOver(v.ID, v.Shown, decision)
+}
+
+// SignDecisionOver signs a decision over the given content as is, without the checks of
+// SignDecision. It is the primitive for tests and for authenticators that display Shown directly.
+func (d *Device) SignDecisionOver(requestID string, shown domain.Shown, decision domain.Decision) (string, error) {
+	sum, err := shown.SHA256()
+	if err != nil {
+		return "", err
+	}
 	payload, _ := json.Marshal(authz.DecisionClaims{
-		Audience: d.file.Issuer, RequestID: v.ID, Decision: string(decision), ShownSHA256: hash,
-		IssuedAt: d.clock().Unix(), ID: randomJTI(),
+		Audience: d.file.Issuer, RequestID: requestID, Decision: string(decision),
+		ShownSHA256: base64.RawURLEncoding.EncodeToString(sum), IssuedAt: d.clock().Unix(), ID: randomJTI(),
 	})
 	return d.sign(authz.TypDecision, payload)
+}
+
+// consistent checks that the parts of a view an authenticator displays are exactly its Shown content.
+func consistent(v authz.RequestView) error {
+	s := v.Shown
+	if s.RequestID != v.ID || s.ClientID != v.Client.ID || s.ClientName != v.Client.Name || s.BindingMessage != v.BindingMessage ||
+		!slices.Equal(s.Scope, v.Scope) || !slices.Equal(s.Audience, v.Audience) {
+		return ErrShownMismatch
+	}
+	fields, err := authz.DetailFields(s.AuthorizationDetails)
+	if err != nil || len(fields) != len(v.Rendered) {
+		return ErrShownMismatch
+	}
+	for i, r := range v.Rendered {
+		if !slices.Equal(fields[i], r.Fields) {
+			return ErrShownMismatch
+		}
+	}
+	return nil
 }
 
 func (d *Device) sign(typ string, payload []byte) (string, error) {

@@ -84,7 +84,7 @@ func (s *Service) AuthenticateClient(ctx context.Context, cr ClientCredentials) 
 }
 
 func (s *Service) authenticateSecret(ctx context.Context, id, secret, method string) (domain.Client, error) {
-	c, err := s.store.GetClient(ctx, id)
+	c, err := s.getClient(ctx, id)
 	if errors.Is(err, domain.ErrNotFound) {
 		return domain.Client{}, invalidClient("client authentication failed")
 	}
@@ -121,7 +121,7 @@ func (s *Service) authenticateAssertion(ctx context.Context, cr ClientCredential
 	if cr.FormID != "" && cr.FormID != id {
 		return domain.Client{}, invalidClient("client_assertion iss must equal client_id")
 	}
-	c, err := s.store.GetClient(ctx, id)
+	c, err := s.getClient(ctx, id)
 	if errors.Is(err, domain.ErrNotFound) {
 		return domain.Client{}, invalidClient("client authentication failed")
 	}

@@ -357,7 +357,9 @@ func (s *Service) view(r domain.Request, now time.Time) (RequestView, error) {
 // PendingRequests lists the device's user's pending requests, oldest first (the order to decide them).
 func (s *Service) PendingRequests(ctx context.Context, dev domain.Device) ([]RequestView, error) {
 	now := s.now()
-	list, err := s.store.ListRequests(ctx, domain.RequestFilter{Subject: dev.Subject, Status: domain.StatusPending, UnexpiredAt: now, Limit: 100})
+	list, err := s.store.ListRequests(ctx, domain.RequestFilter{Subject: dev.Subject, Status: domain.StatusPending, UnexpiredAt: now,
+		// Creation caps a user's unexpired pending requests at MaxPendingPerUser, so this lists them all.
+		Limit: max(s.opts.MaxPendingPerUser, 100)})
 	if err != nil {
 		return nil, err
 	}
@@ -372,8 +374,12 @@ func (s *Service) PendingRequests(ctx context.Context, dev domain.Device) ([]Req
 	return out, nil
 }
 
-// History lists the device's user's recent requests in every state, newest first.
+// History lists the device's user's recent requests in every state, newest first: limit of them
+// (default 50, at most 100).
 func (s *Service) History(ctx context.Context, dev domain.Device, limit int) ([]RequestView, error) {
+	if limit <= 0 {
+		limit = 50
+	}
 	now := s.now()
 	list, err := s.store.ListRequests(ctx, domain.RequestFilter{Subject: dev.Subject, Limit: min(max(limit, 1), 100)})
 	if err != nil {
@@ -559,6 +565,9 @@ func (s *Service) RemoveDevice(ctx context.Context, dev domain.Device, id string
 	}
 	if err != nil {
 		return err
+	}
+	if !target.Active() {
+		return nil // already removed: nothing changes, nothing to audit
 	}
 	now := s.now()
 	return s.store.InTx(ctx, func(tx domain.Store) error {

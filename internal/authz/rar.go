@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"io"
 	"maps"
+	"math"
+	"math/big"
 	"slices"
 	"strconv"
 	"strings"
@@ -170,6 +172,9 @@ func (d *DetailTypes) Parse(raw []byte, client domain.Client) (json.RawMessage, 
 		if !client.AllowsType(typ) {
 			return nil, oauth.Errorf(oauth.ErrInvalidAuthorizationDetails, "authorization_details[%d].type: client %q may not request type %q", i, client.ID, typ)
 		}
+		if err := checkNumbers(fmt.Sprintf("authorization_details[%d]", i), obj); err != nil {
+			return nil, err
+		}
 		applyDefaults(dt.raw, obj)
 		if err := dt.schema.Validate(obj); err != nil {
 			return nil, oauth.NewError(oauth.ErrInvalidAuthorizationDetails, describeSchemaError(i, err)).WithCause(err)
@@ -180,6 +185,47 @@ func (d *DetailTypes) Parse(raw []byte, client domain.Client) (json.RawMessage, 
 		return nil, err
 	}
 	return out, nil
+}
+
+// checkNumbers rejects numbers that an IEEE 754 double cannot hold exactly. The receipt hashes the
+// RFC 8785 canonical form, which reads numbers as doubles: 9007199254740993 would hash as
+// 9007199254740992 while the token carried the original, and two different requests could share a
+// receipt. Such values (large IDs, exact decimals) must travel as strings.
+func checkNumbers(path string, v any) error {
+	switch x := v.(type) {
+	case map[string]any:
+		for k, e := range x {
+			if err := checkNumbers(path+"."+k, e); err != nil {
+				return err
+			}
+		}
+	case []any:
+		for i, e := range x {
+			if err := checkNumbers(fmt.Sprintf("%s[%d]", path, i), e); err != nil {
+				return err
+			}
+		}
+	case json.Number:
+		if !exactDouble(string(x)) {
+			return oauth.Errorf(oauth.ErrInvalidAuthorizationDetails, "%s: the number %s cannot be represented exactly; send it as a string", path, x)
+		}
+	}
+	return nil
+}
+
+// exactDouble reports whether the decimal literal equals the double nearest to it, compared as exact
+// rationals: "123.45" does (it is what 123.45 prints as), "9007199254740993" and "1e400" do not.
+func exactDouble(lit string) bool {
+	f, err := strconv.ParseFloat(lit, 64)
+	if err != nil || math.IsInf(f, 0) {
+		return false
+	}
+	want, ok := new(big.Rat).SetString(lit)
+	if !ok {
+		return false
+	}
+	got, ok := new(big.Rat).SetString(strconv.FormatFloat(f, 'g', -1, 64))
+	return ok && want.Cmp(got) == 0
 }
 
 // applyDefaults fills in absent properties that declare a default, recursing into nested objects.
@@ -304,9 +350,31 @@ func (d *DetailTypes) Render(details json.RawMessage) []RenderedDetail {
 	return out
 }
 
+// DetailFields lists every leaf field of each element of an authorization_details array, as Render
+// does. Authenticators use it to check that the fields they show are the content they sign.
+func DetailFields(details json.RawMessage) ([][]Field, error) {
+	if len(details) == 0 {
+		return nil, nil
+	}
+	dec := json.NewDecoder(bytes.NewReader(details))
+	dec.UseNumber()
+	var elements []map[string]any
+	if err := dec.Decode(&elements); err != nil {
+		return nil, err
+	}
+	out := make([][]Field, 0, len(elements))
+	for _, el := range elements {
+		out = append(out, flatten("", el, nil))
+	}
+	return out, nil
+}
+
 func flatten(prefix string, v any, out []Field) []Field {
 	switch x := v.(type) {
 	case map[string]any:
+		if len(x) == 0 && prefix != "" {
+			out = append(out, Field{Path: prefix, Value: "{}"})
+		}
 		for _, k := range slices.Sorted(maps.Keys(x)) {
 			p := k
 			if prefix != "" {
@@ -324,7 +392,8 @@ func flatten(prefix string, v any, out []Field) []Field {
 	case nil:
 		out = append(out, Field{Path: prefix, Value: "null"})
 	case string:
-		out = append(out, Field{Path: prefix, Value: cleanDisplay(x)})
+		// Control characters go, but nothing is cut: fields are the complete content.
+		out = append(out, Field{Path: prefix, Value: stripControls(x)})
 	default:
 		out = append(out, Field{Path: prefix, Value: fmt.Sprint(x)})
 	}
@@ -341,19 +410,24 @@ func genericDisplay(typ string, fields []Field) string {
 	return cleanDisplay(typ + ": " + strings.Join(parts, ", "))
 }
 
-// cleanDisplay makes text safe to show on one line: control characters become spaces and long
-// text is cut, so a client cannot push the real content off the screen.
-func cleanDisplay(s string) string {
-	s = strings.Map(func(r rune) rune {
+// stripControls makes text safe to show on one line: control characters become spaces and bidi
+// controls go (a right-to-left override could make "BUY" read as something else).
+func stripControls(s string) string {
+	return strings.Map(func(r rune) rune {
 		switch {
 		case unicode.Is(unicode.Bidi_Control, r):
-			return -1 // a right-to-left override could make "BUY" read as something else
+			return -1
 		case unicode.IsControl(r) || r == utf8.RuneError:
 			return ' '
 		}
 		return r
 	}, s)
-	s = strings.TrimSpace(s)
+}
+
+// cleanDisplay is stripControls plus a length cap for summary lines, so that a client cannot push
+// the real content off the screen with a long text.
+func cleanDisplay(s string) string {
+	s = strings.TrimSpace(stripControls(s))
 	if utf8.RuneCountInString(s) > maxRenderedRunes {
 		s = string([]rune(s)[:maxRenderedRunes-1]) + "…"
 	}

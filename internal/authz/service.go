@@ -92,10 +92,11 @@ type Service struct {
 	opts   Options
 	log    *slog.Logger
 
-	polls *pollTracker
-	hub   *Hub
-	jwks  *clientKeySets
-	obs   Observer
+	polls   *pollTracker
+	clients clientCache
+	hub     *Hub
+	jwks    *clientKeySets
+	obs     Observer
 }
 
 // Observer is told about every state change that matters to the outside: the server uses it for

@@ -111,17 +111,14 @@ func TestDeviceAPI_DecisionMustCoverWhatWasShown(t *testing.T) {
 	h.start("agent", "agent-secret", tradeForm())
 	v := pendingOf(t, h.alice)[0]
 	// A device that was shown something else (here: another quantity) cannot approve this request.
-	tampered := v
-	tampered.ShownSHA256 = ""
-	tampered.Shown.AuthorizationDetails = json.RawMessage(`[{"type":"trade_order","symbol":"NVDA","side":"BUY","quantity":1,"order_type":"market"}]`)
-	_, err := h.alice.Decide(context.Background(), tampered, domain.DecisionApprove)
-	if apiStatus(err) != http.StatusConflict {
-		t.Fatalf("approval over other content: %v", err)
+	other := v.Shown
+	other.AuthorizationDetails = json.RawMessage(`[{"type":"trade_order","symbol":"NVDA","side":"BUY","quantity":1,"order_type":"market"}]`)
+	signed, err := h.alice.SignDecisionOver(v.ID, other, domain.DecisionApprove)
+	if err != nil {
+		t.Fatal(err)
 	}
-	// The authenticator itself refuses a view whose hash does not match its content.
-	tampered.ShownSHA256 = v.ShownSHA256
-	if _, err := h.alice.Decide(context.Background(), tampered, domain.DecisionApprove); !errors.Is(err, authenticator.ErrShownMismatch) {
-		t.Fatalf("authenticator signed mismatching content: %v", err)
+	if _, err := h.alice.SendDecision(context.Background(), v.ID, signed); apiStatus(err) != http.StatusConflict {
+		t.Fatalf("approval over other content: %v", err)
 	}
 	if _, err := h.alice.Decide(context.Background(), v, domain.DecisionApprove); err != nil {
 		t.Fatal(err)
@@ -130,6 +127,37 @@ func TestDeviceAPI_DecisionMustCoverWhatWasShown(t *testing.T) {
 	_, err = h.alice.Decide(context.Background(), v, domain.DecisionDeny)
 	if apiStatus(err) != http.StatusConflict {
 		t.Fatalf("second decision: %v", err)
+	}
+}
+
+func TestAuthenticator_RefusesToSignWhatItDoesNotDisplay(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	h.start("agent", "agent-secret", tradeForm("authorization_details",
+		`[{"type":"trade_order","symbol":"NVDA","side":"BUY","quantity":10,"limit_price":1.5}]`))
+	v := pendingOf(t, h.alice)[0]
+	tamper := map[string]func(*authz.RequestView){
+		"HiddenField":     func(v *authz.RequestView) { v.Rendered[0].Fields = v.Rendered[0].Fields[1:] },
+		"OtherClientName": func(v *authz.RequestView) { v.Client.Name = "Your Bank" },
+		"OtherMessage":    func(v *authz.RequestView) { v.BindingMessage = "Buy 1 NVDA" },
+		"OtherContent": func(v *authz.RequestView) {
+			v.Shown.AuthorizationDetails = json.RawMessage(`[{"type":"trade_order","quantity":1000}]`)
+		},
+		"ServerHashDiffers": func(v *authz.RequestView) { v.ShownSHA256 = "AAAA" },
+		"NoServerHash":      func(v *authz.RequestView) { v.ShownSHA256 = "" },
+	}
+	for name, f := range tamper {
+		t.Run(name, func(t *testing.T) {
+			c := v
+			c.Rendered = []authz.RenderedDetail{{Type: v.Rendered[0].Type, Text: v.Rendered[0].Text, Fields: append([]authz.Field(nil), v.Rendered[0].Fields...)}}
+			f(&c)
+			if _, err := h.alice.SignDecision(c, domain.DecisionApprove); !errors.Is(err, authenticator.ErrShownMismatch) {
+				t.Fatalf("signed a tampered view: %v", err)
+			}
+		})
+	}
+	if _, err := h.alice.SignDecision(v, domain.DecisionApprove); err != nil {
+		t.Fatalf("untampered view: %v", err)
 	}
 }
 
@@ -238,5 +266,28 @@ func TestAudit_EveryStateChangeIsRecorded(t *testing.T) {
 		if !seen[typ] {
 			t.Errorf("no %s event (have %v)", typ, seen)
 		}
+	}
+}
+
+func TestReceipt_VerifiesAndDetectsTampering(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	tok := h.approvedToken("receipt")
+	approval := jwtPayload(t, tok.str("access_token"))["approval"].(map[string]any)
+	id := approval["request_id"].(string)
+	ctx := context.Background()
+	v, err := h.svc.Receipt(ctx, id)
+	if err != nil || !v.Verified || v.ShownSHA256 != approval["shown_sha256"] {
+		t.Fatalf("receipt %+v %v", v, err)
+	}
+	// Someone with database access rewrites what was approved: the receipt no longer verifies.
+	if _, err := h.store.UpdateRequest(ctx, id, func(r *domain.Request) error {
+		r.AuthorizationDetails = json.RawMessage(`[{"type":"trade_order","symbol":"NVDA","side":"BUY","quantity":1000,"order_type":"market"}]`)
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if v, err := h.svc.Receipt(ctx, id); err != nil || v.Verified || v.Problem == "" {
+		t.Fatalf("tampered receipt verified: %+v %v", v, err)
 	}
 }

@@ -103,7 +103,7 @@ const paymentSchema = `{
 // harness is a whole Countersign server on httptest with a real SQLite store, a fake clock, and
 // clients and users for every test.
 type harness struct {
-	t        *testing.T
+	t        testing.TB
 	srv      *httptest.Server
 	svc      *authz.Service
 	store    domain.Store
@@ -113,6 +113,7 @@ type harness struct {
 	alice    *authenticator.Device
 	clientEC *ecdsa.PrivateKey // the private_key_jwt client's key
 	callback *callbackReceiver
+	handler  http.Handler
 }
 
 // callbackReceiver records CIBA ping and push callbacks.
@@ -129,7 +130,7 @@ type receivedCallback struct {
 	Body          map[string]any
 }
 
-func newCallbackReceiver(t *testing.T) *callbackReceiver {
+func newCallbackReceiver(t testing.TB) *callbackReceiver {
 	cr := &callbackReceiver{}
 	cr.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		body, _ := io.ReadAll(r.Body)
@@ -165,10 +166,16 @@ func randomString() string {
 	return base64.RawURLEncoding.EncodeToString(b)
 }
 
-func newHarness(t *testing.T, opts ...harnessOption) *harness {
+func newHarness(t testing.TB, opts ...harnessOption) *harness {
+	return newHarnessSync(t, "normal", opts...)
+}
+
+// newHarnessSync is newHarness with SQLite's synchronous mode chosen: tests use "normal" for speed,
+// benchmarks "full" because that is what production runs.
+func newHarnessSync(t testing.TB, synchronous string, opts ...harnessOption) *harness {
 	t.Helper()
 	ctx := context.Background()
-	store, err := sqlstore.OpenSQLite(ctx, filepath.Join(t.TempDir(), "countersign.db"), sqlstore.SQLiteOptions{Synchronous: "normal"})
+	store, err := sqlstore.OpenSQLite(ctx, filepath.Join(t.TempDir(), "countersign.db"), sqlstore.SQLiteOptions{Synchronous: synchronous})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -204,6 +211,7 @@ func newHarness(t *testing.T, opts ...harnessOption) *harness {
 	if err != nil {
 		t.Fatal(err)
 	}
+	h.handler = srv
 	h.srv.Config.Handler = srv
 	h.srv.Start()
 	t.Cleanup(h.srv.Close)
@@ -214,7 +222,7 @@ func newHarness(t *testing.T, opts ...harnessOption) *harness {
 	return h
 }
 
-func jwksOf(t *testing.T, pub crypto.PublicKey, kid string) json.RawMessage {
+func jwksOf(t testing.TB, pub crypto.PublicKey, kid string) json.RawMessage {
 	raw, err := json.Marshal(jose.JSONWebKeySet{Keys: []jose.JSONWebKey{{Key: pub, KeyID: kid, Use: "sig"}}})
 	if err != nil {
 		t.Fatal(err)

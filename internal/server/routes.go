@@ -49,6 +49,10 @@ func (s *Server) routes(extra map[string]http.Handler) http.Handler {
 	handle("GET", pathDeviceAPI+"/devices", s.endpoint(kindDevice, s.device(s.handleListDevices)))
 	handle("DELETE", pathDeviceAPI+"/devices/{id}", s.endpoint(kindDevice, s.device(s.handleRemoveDevice)))
 
+	// The invitation link's landing page.
+	handle("GET", "/enroll", http.HandlerFunc(s.handleEnrollPage))
+	handle("GET", "/enroll.js", http.HandlerFunc(s.handleEnrollScript))
+
 	// Operations.
 	handle("GET", "/healthz", http.HandlerFunc(s.handleHealth))
 	handle("GET", "/metrics", promhttp.HandlerFor(s.metrics.registry, promhttp.HandlerOpts{}))
@@ -56,6 +60,6 @@ func (s *Server) routes(extra map[string]http.Handler) http.Handler {
 	for pattern, h := range extra {
 		mux.Handle(pattern, h)
 	}
-	// Wrong methods on known paths get the mux's 405; anything else a JSON 404.
+	// Wrong methods on known paths get the mux's 405, unknown paths its 404 (both plain text).
 	return s.withCommon(mux)
 }

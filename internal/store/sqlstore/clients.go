@@ -3,6 +3,7 @@ package sqlstore
 import (
 	"context"
 	"database/sql"
+	"sync"
 	"time"
 
 	"github.com/countersign/countersign/internal/domain"
@@ -48,6 +49,15 @@ func newClientRow() *clientRow {
 	return r
 }
 
+// clientRows recycles scan targets: GetClient runs on every token request.
+var clientRows = sync.Pool{New: func() any { return newClientRow() }}
+
+// release clears the row, so that the pool keeps no client data alive, and returns it to the pool.
+func (r *clientRow) release() {
+	*r = clientRow{dest: r.dest} // dest points into r itself, so it stays valid
+	clientRows.Put(r)
+}
+
 func (r *clientRow) client() (domain.Client, error) {
 	c := r.c
 	c.SecretHash = decBytes(c.SecretHash)
@@ -72,7 +82,8 @@ func (r *clientRow) client() (domain.Client, error) {
 }
 
 func (o ops) GetClient(ctx context.Context, id string) (domain.Client, error) {
-	r := newClientRow()
+	r := clientRows.Get().(*clientRow)
+	defer r.release()
 	if err := o.x.queryRow(ctx, sqlGetClient, []any{id}, r.dest...); err != nil {
 		return domain.Client{}, missing(err, "client", id)
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/countersign/countersign/internal/domain"
@@ -54,6 +55,15 @@ func newRequestRow() *requestRow {
 		&x.r.NotificationToken, &x.r.CallbackAuthReqID, &x.status, &x.created, &x.expires, &x.interval, &x.rcptDevice,
 		&x.rcptDecision, &x.rcptShown, &x.rcptSig, &x.rcptDecided, &x.decided, &x.redeemed}
 	return x
+}
+
+// requestRows recycles scan targets: GetRequestByAuthReqID runs on every token poll.
+var requestRows = sync.Pool{New: func() any { return newRequestRow() }}
+
+// release clears the row, so that the pool keeps no request data alive, and returns it to the pool.
+func (x *requestRow) release() {
+	*x = requestRow{dest: x.dest} // dest points into x itself, so it stays valid
+	requestRows.Put(x)
 }
 
 func (x *requestRow) request() (domain.Request, error) {
@@ -122,7 +132,8 @@ func (o ops) CreateRequest(ctx context.Context, r domain.Request) error {
 }
 
 func (o ops) getRequest(ctx context.Context, query string, key any) (domain.Request, error) {
-	x := newRequestRow()
+	x := requestRows.Get().(*requestRow)
+	defer x.release()
 	if err := o.x.queryRow(ctx, query, []any{key}, x.dest...); err != nil {
 		return domain.Request{}, err
 	}

@@ -100,7 +100,7 @@ CREATE INDEX requests_subject_created ON requests (subject, created_at);
 -- The expiry sweep.
 CREATE INDEX requests_status_expires ON requests (status, expires_at);
 -- Unfiltered listings, newest first.
--- X
+CREATE INDEX requests_created ON requests (created_at);
 
 -- Access tokens have no hash (they are found by jti); NULLs never collide in the UNIQUE index.
 CREATE TABLE tokens (
