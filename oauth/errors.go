@@ -34,6 +34,14 @@ const (
 	ErrUnsupportedTokenType        = "unsupported_token_type"
 )
 
+// Reasons carried in Error.Reason.
+const (
+	// ReasonNoAuthenticator: the user has no enrolled authenticator device (code invalid_request).
+	ReasonNoAuthenticator = "no_authenticator"
+	// ReasonRateLimited: the user's request limits were hit (code access_denied).
+	ReasonRateLimited = "rate_limited"
+)
+
 // Error is an OAuth 2.0 error response body (RFC 6749 section 5.2). Build a fresh one for every
 // response; the cause is for logs and is never serialized.
 type Error struct {
@@ -44,6 +52,9 @@ type Error struct {
 	RetryAfter int `json:"-"`
 	// Interval is the poll interval in seconds a slow_down answer asks for, when the server says so.
 	Interval int `json:"interval,omitempty"`
+	// Reason refines Code for clients that want to tell cases apart where the specification has one
+	// code (for example ReasonNoAuthenticator inside invalid_request). Other clients ignore it.
+	Reason string `json:"reason,omitempty"`
 	cause    error
 }
 

@@ -116,7 +116,9 @@ func (s *Service) StartRequest(ctx context.Context, c domain.Client, p Backchann
 	}
 	if devices == 0 {
 		// invalid_request is what Auth0 clients read as "no authenticator enrolled".
-		return BackchannelResult{}, oauth.Errorf(oauth.ErrInvalidRequest, "user %s has no enrolled authenticator device; an operator can invite them with `countersign users invite %s`", user.Subject, user.Subject)
+		e := oauth.Errorf(oauth.ErrInvalidRequest, "user %s has no enrolled authenticator device; an operator can invite them with `countersign users invite %s`", user.Subject, user.Subject)
+		e.Reason = oauth.ReasonNoAuthenticator
+		return BackchannelResult{}, e
 	}
 
 	now := s.now()
@@ -147,11 +149,14 @@ func (s *Service) StartRequest(ctx context.Context, c domain.Client, p Backchann
 			return err
 		}
 		if pending >= s.opts.MaxPendingPerUser {
-			return oauth.Errorf(oauth.ErrAccessDenied, "user %s already has %d pending requests, the most allowed; wait for them to be decided or cancel some", user.Subject, pending)
+			e := oauth.Errorf(oauth.ErrAccessDenied, "user %s already has %d pending requests, the most allowed; wait for them to be decided or cancel some", user.Subject, pending)
+			e.Reason = oauth.ReasonRateLimited
+			return e
 		}
 		if recent >= s.opts.MaxRequestsPerMinute {
 			e := oauth.Errorf(oauth.ErrAccessDenied, "user %s received %d requests in the last minute, the most allowed; try again later", user.Subject, recent)
 			e.RetryAfter = 60
+			e.Reason = oauth.ReasonRateLimited
 			return e
 		}
 		if err := tx.CreateRequest(ctx, req); err != nil {
