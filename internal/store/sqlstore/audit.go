@@ -87,7 +87,7 @@ const (
 	// the write lock; PostgreSQL locks the picked rows and skips rows another claim is taking.
 	sqlClaimOutbox = `UPDATE outbox SET lease_until = ? WHERE id IN (
  SELECT id FROM outbox
- WHERE status = ? AND (next_attempt_at IS NULL OR next_attempt_at <= ?) AND (lease_until IS NULL OR lease_until <= ? OR 1=1)
+ WHERE status = ? AND (next_attempt_at IS NULL OR next_attempt_at <= ?) AND (lease_until IS NULL OR lease_until <= ?)
  ORDER BY next_attempt_at, id LIMIT ?` + skipLockedMarker + `)
  RETURNING ` + outboxCols
 	sqlGetOutboxForUpdate = `SELECT ` + outboxCols + ` FROM outbox WHERE id = ?` + lockMarker

@@ -19,9 +19,9 @@
 //
 // # Concurrency: a read pool and one group-committing writer
 //
-// SQLite allows one writer at a time, and a durable commit (synchronous=FULL) costs an fsync, about
-// 0.2 ms on a fast disk, so committing each write on its own caps a server at a few thousand writes per
-// second however many goroutines try. The Store therefore has two pools:
+// SQLite allows one writer at a time, and a durable commit (synchronous=FULL) waits for an fsync, a few
+// hundred microseconds even on a fast disk, so committing each write on its own caps a server at a few
+// thousand writes per second however many goroutines try. The Store therefore has two pools:
 //
 //   - a read pool of several query_only connections, used by every read outside InTx;
 //   - one write connection, owned by a single writer goroutine.

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
+	"time"
 
 	"github.com/countersign/countersign/internal/domain"
 	"modernc.org/sqlite"
@@ -106,15 +107,22 @@ func OpenSQLite(ctx context.Context, path string, opts SQLiteOptions) (*Store, e
 	writeDB.SetMaxIdleConns(1)
 	writeDB.SetConnMaxLifetime(0)
 	writeDB.SetConnMaxIdleTime(0)
-	conn, err := writeDB.Conn(ctx)
+	var conn *sql.Conn
+	err = retryBusy(ctx, func() error {
+		c, err := writeDB.Conn(ctx)
+		if err != nil {
+			return err
+		}
+		if err := migrate(ctx, c, sqliteDialect, ms); err != nil {
+			_ = c.Close()
+			return err
+		}
+		conn = c
+		return nil
+	})
 	if err != nil {
 		_ = writeDB.Close()
 		return nil, fmt.Errorf("sqlstore: open %s: %w", path, err)
-	}
-	if err := migrate(ctx, conn, sqliteDialect, ms); err != nil {
-		_ = conn.Close()
-		_ = writeDB.Close()
-		return nil, fmt.Errorf("sqlstore: %s: %w", path, err)
 	}
 
 	// Readers are query_only, so that a write routed to the read pool by mistake fails at once
@@ -134,6 +142,27 @@ func OpenSQLite(ctx context.Context, path string, opts SQLiteOptions) (*Store, e
 	readDB.SetConnMaxIdleTime(0)
 
 	return newStore(sqliteDialect, readDB, writeDB, conn), nil
+}
+
+// retryBusy runs fn again while it fails with SQLITE_BUSY, for up to the busy timeout. SQLite
+// reports BUSY at once, without the busy handler, where waiting could deadlock; two processes
+// opening a new file at the same moment, both switching it to WAL, is such a case.
+func retryBusy(ctx context.Context, fn func() error) error {
+	deadline := time.Now().Add(busyTimeoutMillis * time.Millisecond)
+	delay := time.Millisecond
+	for {
+		err := fn()
+		var se *sqlite.Error
+		if err == nil || !errors.As(err, &se) || se.Code()&0xff != sqlite3.SQLITE_BUSY || time.Now().After(deadline) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(delay):
+		}
+		delay = min(2*delay, 100*time.Millisecond)
+	}
 }
 
 // sqliteSynchronous validates SQLiteOptions.Synchronous.

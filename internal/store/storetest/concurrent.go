@@ -159,6 +159,7 @@ var concurrentTests = []test{
 		var (
 			mu      sync.Mutex
 			claimed = map[int64]int{}
+			total   int
 		)
 		errs := race(16, func(int) error {
 			for {
@@ -170,7 +171,12 @@ var concurrentTests = []test{
 				for _, m := range got {
 					claimed[m.ID]++
 				}
+				total += len(got)
+				more := total <= messages // a store that hands messages out again must not loop forever
 				mu.Unlock()
+				if !more {
+					return nil
+				}
 			}
 		})
 		for i, err := range errs {

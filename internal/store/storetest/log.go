@@ -157,7 +157,8 @@ var outboxTests = []test{
 	{"Outbox/EnqueueAndList", func(t *testing.T, s domain.Store) {
 		ctx := t.Context()
 		full := fullMessage()
-		minimal := domain.OutboxMessage{Kind: "notify.webpush"}
+		// Only a kind, and a status EnqueueOutbox must ignore: it enqueues pending messages.
+		minimal := domain.OutboxMessage{Kind: "notify.webpush", Status: domain.OutboxDead}
 		id1, err := s.EnqueueOutbox(ctx, full)
 		ok(t, "EnqueueOutbox", err)
 		id2, err := s.EnqueueOutbox(ctx, minimal)
