@@ -41,7 +41,8 @@ func benchLimits(o *authzOptions) {
 	o.MaxRequestsPerMinute = 1 << 30
 }
 
-// BenchmarkFlow measures complete approvals in one process with SQLite at synchronous=full:
+// BenchmarkFlow measures complete approvals in one process (every request goes through the server's
+// handler, without sockets) with SQLite at synchronous=full:
 // POST /bc-authorize, the device lists its pending requests (signed GET), signs and posts its
 // decision, and POST /oauth/token returns the tokens. Each parallel worker is its own user with its
 // own device. Sub-benchmarks choose the ID token algorithm: ES256 (what the demo client registers)
@@ -63,18 +64,18 @@ func benchmarkFlow(b *testing.B, idTokenAlg string) {
 	if err := h.store.PutClient(ctx, c); err != nil {
 		b.Fatal(err)
 	}
-	const workers = 64
+	const workers = 128
 	devices := make([]*authenticator.Device, workers)
 	for i := range devices {
 		sub := fmt.Sprintf("bench-%d", i)
 		if err := h.store.PutUser(ctx, domain.User{Subject: sub}); err != nil {
 			b.Fatal(err)
 		}
-		devices[i] = h.enroll(sub)
+		devices[i] = h.enrollWith(sub, h.inProcess())
 	}
 	var next atomic.Int64
 	var seq atomic.Int64
-	b.SetParallelism(8)
+	b.SetParallelism(32)
 	b.ResetTimer()
 	b.RunParallel(func(pb *testing.PB) {
 		i := int(next.Add(1)-1) % workers
@@ -90,7 +91,7 @@ func benchmarkFlow(b *testing.B, idTokenAlg string) {
 			var bc oauth.BackchannelResponse
 			_ = json.Unmarshal(rec.Body.Bytes(), &bc)
 
-			pending, err := dev.Pending(ctx) // over the device API, signed, through the real handler
+			pending, err := dev.Pending(ctx) // the device API, signed, through the real handler
 			if err != nil {
 				b.Fatal(err)
 			}

@@ -289,11 +289,31 @@ func cheapUserCodeHash(code string) string {
 // enroll invites the user and enrolls a terminal-style device for them.
 func (h *harness) enroll(sub string) *authenticator.Device {
 	h.t.Helper()
+	return h.enrollWith(sub, h.srv.Client())
+}
+
+// inProcess is an HTTP client that hands requests straight to the server's handler, for benchmarks
+// that measure the server rather than loopback networking.
+func (h *harness) inProcess() *http.Client {
+	return &http.Client{Transport: roundTripFunc(func(req *http.Request) (*http.Response, error) {
+		rec := httptest.NewRecorder()
+		h.handler.ServeHTTP(rec, req)
+		return rec.Result(), nil
+	})}
+}
+
+type roundTripFunc func(*http.Request) (*http.Response, error)
+
+func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
+
+// enrollWith enrolls a device that talks to the server through hc.
+func (h *harness) enrollWith(sub string, hc *http.Client) *authenticator.Device {
+	h.t.Helper()
 	link, _, err := h.svc.Invite(context.Background(), sub)
 	if err != nil {
 		h.t.Fatal(err)
 	}
-	dev, err := authenticator.EnrollAt(context.Background(), h.srv.Client(), link, sub+"'s terminal", h.clock.Now())
+	dev, err := authenticator.EnrollAt(context.Background(), hc, link, sub+"'s terminal", h.clock.Now())
 	if err != nil {
 		h.t.Fatal(err)
 	}

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/countersign/countersign/internal/domain"
+	"github.com/countersign/countersign/internal/store/sqlstore"
 	"github.com/countersign/countersign/oauth"
 )
 
@@ -279,5 +280,21 @@ func TestRouting_UnknownPathAndWrongMethod(t *testing.T) {
 	}
 	if r := h.get("/oauth/token"); r.Status != http.StatusMethodNotAllowed {
 		t.Errorf("GET token endpoint: %d", r.Status)
+	}
+}
+
+func TestCIBA_11_PendingPollDoesNotWrite(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	id := h.start("agent", "agent-secret", tradeForm("requested_expiry", "86400"))
+	writes := func() int64 { return h.store.(*sqlstore.Store).WriterStats().Units }
+	before := writes()
+	for range 10 {
+		expectError(t, h.poll("agent", "agent-secret", id), 400, oauth.ErrAuthorizationPending)
+		expectError(t, h.poll("agent", "agent-secret", id), 400, oauth.ErrSlowDown) // too soon: still no write
+		h.clock.Advance(10 * time.Minute)                                           // beyond any grown interval
+	}
+	if after := writes(); after != before {
+		t.Fatalf("pending polls wrote %d transactions to the database", after-before)
 	}
 }

@@ -98,6 +98,7 @@ func OpenSQLite(ctx context.Context, path string, opts SQLiteOptions) (*Store, e
 		// file by default: a write system call for every page a unit first touches. In memory,
 		// it costs nothing but the copy.
 		"temp_store(MEMORY)",
+		"mmap_size(268435456)",
 	))
 	if err != nil {
 		return nil, fmt.Errorf("sqlstore: open %s: %w", path, err)
@@ -130,6 +131,9 @@ func OpenSQLite(ctx context.Context, path string, opts SQLiteOptions) (*Store, e
 	readDB, err := sql.Open("sqlite", sqliteDSN(path,
 		fmt.Sprintf("busy_timeout(%d)", busyTimeoutMillis),
 		"query_only(1)",
+		// With writes going on, every read transaction finds its page cache stale and rereads pages:
+		// through the memory map that is a copy, not a pread system call each.
+		"mmap_size(268435456)",
 	))
 	if err != nil {
 		_ = conn.Close()
