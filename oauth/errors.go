@@ -55,7 +55,7 @@ type Error struct {
 	// Reason refines Code for clients that want to tell cases apart where the specification has one
 	// code (for example ReasonNoAuthenticator inside invalid_request). Other clients ignore it.
 	Reason string `json:"reason,omitempty"`
-	cause    error
+	cause  error
 }
 
 // NewError returns an error with the given code and description.

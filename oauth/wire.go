@@ -53,6 +53,9 @@ type BackchannelResponse struct {
 	AuthReqID string `json:"auth_req_id"`
 	ExpiresIn int    `json:"expires_in"`
 	Interval  int    `json:"interval"`
+	// VerificationCode is set when the server requires number matching: the agent shows it to the
+	// user, who picks it in the authenticator before approving. Clients that do not know it ignore it.
+	VerificationCode string `json:"verification_code,omitempty"`
 }
 
 // TokenResponse is a successful token endpoint answer (RFC 6749 section 5.1), with the granted

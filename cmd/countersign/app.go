@@ -58,7 +58,8 @@ func openStore(ctx context.Context, cfg *config.Config) (domain.Store, error) {
 func detailTypes(cfg *config.Config) (*authz.DetailTypes, error) {
 	defs := make([]authz.DetailTypeConfig, 0, len(cfg.AuthorizationDetailsTypes))
 	for name, t := range cfg.AuthorizationDetailsTypes {
-		defs = append(defs, authz.DetailTypeConfig{Name: name, Description: t.Description, Display: t.Display, Schema: t.Schema})
+		defs = append(defs, authz.DetailTypeConfig{Name: name, Description: t.Description, Display: t.Display, Schema: t.Schema,
+			RequireNumberMatching: t.RequireNumberMatching, RequireUserVerification: t.RequireUserVerification})
 	}
 	return authz.NewDetailTypes(defs)
 }
@@ -90,9 +91,64 @@ func serviceOptions(cfg *config.Config, dt *authz.DetailTypes, log *slog.Logger)
 		MaxPendingPerUser:    cfg.Limits.MaxPendingPerUser,
 		MaxRequestsPerMinute: cfg.Limits.MaxRequestsPerMinutePerUser,
 		EnrollmentTTL:        cfg.Limits.EnrollmentTTL.Duration,
-		DetailTypes:          dt,
-		Logger:               log,
+		ReportHold:           cfg.Limits.ReportHold.Duration,
+		ReminderBefore:       cfg.Notifications.ReminderBefore.Duration,
+		DefaultChannels:      cfg.Notifications.DefaultChannels,
+		Channels: map[string]bool{
+			"webpush":          true,
+			"email":            cfg.Notifications.Email != nil,
+			"sms":              cfg.Notifications.SMS != nil,
+			"webhook":          cfg.Notifications.Webhook != nil,
+			"operator_webhook": cfg.Notifications.OperatorWebhook != nil,
+		},
+		RequireNumberMatching:   clientFlags(cfg, func(c config.Client) bool { return c.RequireNumberMatching }),
+		RequireUserVerification: clientFlags(cfg, func(c config.Client) bool { return c.RequireUserVerification }),
+		DetailTypes:             dt,
+		Logger:                  log,
 	}
+}
+
+func clientFlags(cfg *config.Config, flag func(config.Client) bool) map[string]bool {
+	out := map[string]bool{}
+	for _, c := range cfg.Clients {
+		if flag(c) {
+			out[c.ClientID] = true
+		}
+	}
+	return out
+}
+
+// channels builds the configured notification channels, by name.
+func (a *app) channels(ctx context.Context) (map[string]notify.Channel, error) {
+	n := a.cfg.Notifications
+	public, private, err := a.svc.VAPIDKeys(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("VAPID keys: %w", err)
+	}
+	out := map[string]notify.Channel{}
+	if out["webpush"], err = notify.NewWebPush(notify.WebPushConfig{
+		VAPIDPublicKey: public, VAPIDPrivateKey: private, Subscriber: n.WebPush.Subscriber,
+		OnGone: func(ctx context.Context, sub notify.PushSubscription) { a.svc.ForgetPushSubscription(ctx, sub.ID) },
+	}); err != nil {
+		return nil, fmt.Errorf("webpush: %w", err)
+	}
+	if e := n.Email; e != nil {
+		if out["email"], err = notify.NewEmail(notify.EmailConfig{Host: e.Host, Port: e.Port, Security: e.Security,
+			Username: e.Username, Password: e.Password, From: e.From}); err != nil {
+			return nil, fmt.Errorf("email: %w", err)
+		}
+	}
+	if s := n.SMS; s != nil {
+		if out["sms"], err = notify.NewSMS(notify.SMSConfig{BaseURL: s.BaseURL, AccountSID: s.AccountSID, AuthToken: s.AuthToken, From: s.From}); err != nil {
+			return nil, fmt.Errorf("sms: %w", err)
+		}
+	}
+	if w := n.Webhook; w != nil {
+		if out["webhook"], err = notify.NewWebhook(notify.WebhookConfig{URL: w.URL, Secret: w.Secret}); err != nil {
+			return nil, fmt.Errorf("webhook: %w", err)
+		}
+	}
+	return out, nil
 }
 
 // domainClient maps a configured client to the stored one.
@@ -167,10 +223,11 @@ func syncUsers(ctx context.Context, svc *authz.Service, cfg *config.Config, upda
 			return err
 		case !update:
 			continue
-		case existing.Email == u.Email && existing.Name == u.Name && (u.UserCode == "") == (existing.UserCodeHash == "") && u.UserCode == "":
+		case existing.Email == u.Email && existing.Name == u.Name && existing.Phone == u.Phone &&
+			slices.Equal(existing.Channels, u.Channels) && u.UserCode == "" && existing.UserCodeHash == "":
 			continue
 		}
-		if err := svc.AddUser(ctx, domain.User{Subject: u.Sub, Email: u.Email, Name: u.Name}, u.UserCode); err != nil {
+		if err := svc.AddUser(ctx, domain.User{Subject: u.Sub, Email: u.Email, Name: u.Name, Phone: u.Phone, Channels: u.Channels}, u.UserCode); err != nil {
 			return fmt.Errorf("user %s: %w", u.Sub, err)
 		}
 	}
@@ -238,10 +295,23 @@ func newApp(ctx context.Context, cfg *config.Config, log *slog.Logger) (*app, er
 	if err := a.keys.Init(ctx); err != nil {
 		return fail(fmt.Errorf("signing keys: %w", err))
 	}
-	a.worker = notify.NewWorker(a.store, domain.SystemClock{}, map[string]notify.Sender{
+	channels, err := a.channels(ctx)
+	if err != nil {
+		return fail(err)
+	}
+	senders := map[string]notify.Sender{
 		notify.KindCIBAPing: notify.NewCIBACallback(nil),
 		notify.KindCIBAPush: notify.NewCIBACallback(nil),
-	}, notify.WorkerOptions{}, log)
+		authz.OutboxNotify:  a.svc.NotificationSender(channels),
+	}
+	if w := cfg.Notifications.OperatorWebhook; w != nil {
+		hook, err := notify.NewWebhook(notify.WebhookConfig{URL: w.URL, Secret: w.Secret})
+		if err != nil {
+			return fail(fmt.Errorf("operator_webhook: %w", err))
+		}
+		senders[authz.OutboxReport] = a.svc.ReportSender(hook)
+	}
+	a.worker = notify.NewWorker(a.store, domain.SystemClock{}, senders, notify.WorkerOptions{}, log)
 	a.metrics.OnOutbox = a.worker.Kick
 	if a.server, err = server.New(a.svc, a.keys, server.Options{Logger: log, Metrics: a.metrics}); err != nil {
 		return fail(err)

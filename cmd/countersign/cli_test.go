@@ -264,3 +264,5 @@ func TestCLI_ConfigErrors(t *testing.T) {
 	code, _, errOut = cli(t, "frobnicate")
 	oneLineError(t, code, errOut, "unknown command")
 }
+
+func jsonUnmarshal(b []byte, v any) error { return json.Unmarshal(b, v) }

@@ -120,12 +120,18 @@ func printRequest(w io.Writer, v authz.RequestView) {
 	if len(v.Audience) > 0 {
 		fmt.Fprintf(w, "  for: %s\n", strings.Join(v.Audience, ", "))
 	}
+	if len(v.VerificationChoices) > 0 {
+		fmt.Fprintf(w, "  number matching: approve with --code and the number the agent shows (%s)\n", strings.Join(v.VerificationChoices, ", "))
+	}
+	if v.RequireUserVerification {
+		fmt.Fprintln(w, "  needs a passkey: approve it in the web authenticator")
+	}
 	fmt.Fprintf(w, "  scope: %s\n", strings.Join(v.Scope, " "))
 }
 
 func newDeviceDecide(decision domain.Decision) *cobra.Command {
-	var keyPath, binding, id string
-	var latest, asJSON bool
+	var keyPath, binding, id, code string
+	var latest, asJSON, report bool
 	var wait time.Duration
 	verb := string(decision)
 	cmd := &cobra.Command{
@@ -150,7 +156,13 @@ func newDeviceDecide(decision domain.Decision) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			out, err := dev.Decide(cmd.Context(), v, decision)
+			if report && decision != domain.DecisionDeny {
+				return errors.New("--report goes with deny")
+			}
+			if len(v.VerificationChoices) > 0 && code == "" && decision == domain.DecisionApprove {
+				return fmt.Errorf("this request needs number matching: pass --code with the number the agent shows (one of %s)", strings.Join(v.VerificationChoices, ", "))
+			}
+			out, err := dev.DecideWith(cmd.Context(), v, decision, authenticator.DecisionOptions{VerificationCode: code, Report: report})
 			if err != nil {
 				return fmt.Errorf("%s: %w", verb, err)
 			}
@@ -171,6 +183,11 @@ func newDeviceDecide(decision domain.Decision) *cobra.Command {
 	cmd.Flags().BoolVar(&latest, "latest", false, "the most recent pending request")
 	cmd.Flags().DurationVar(&wait, "wait", 0, "wait up to this long for a matching request to appear")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print the decided request as JSON")
+	if decision == domain.DecisionApprove {
+		cmd.Flags().StringVar(&code, "code", "", "the two-digit number the agent shows, for requests with number matching")
+	} else {
+		cmd.Flags().BoolVar(&report, "report", false, "report the request as not yours: the client's further requests to you are held")
+	}
 	return cmd
 }
 

@@ -200,26 +200,79 @@ func (d *Device) Remove(ctx context.Context, id string) error {
 // signing would approve something other than what the user saw.
 var ErrShownMismatch = errors.New("the request's displayed content does not match the content to sign; refusing to sign")
 
+// DecisionOptions are the extras some decisions carry.
+type DecisionOptions struct {
+	// VerificationCode is the number-matching code the user picked (see RequestView.VerificationChoices).
+	VerificationCode string
+	// Report marks a denial as "not mine".
+	Report bool
+}
+
 // Decide signs a decision over exactly the content in v (as displayed) and sends it.
 func (d *Device) Decide(ctx context.Context, v authz.RequestView, decision domain.Decision) (authz.RequestView, error) {
-	signed, err := d.SignDecision(v, decision)
+	return d.DecideWith(ctx, v, decision, DecisionOptions{})
+}
+
+// DecideWith is Decide with a number-matching code or a report.
+func (d *Device) DecideWith(ctx context.Context, v authz.RequestView, decision domain.Decision, opts DecisionOptions) (authz.RequestView, error) {
+	if decision == domain.DecisionApprove && v.RequireUserVerification {
+		return authz.RequestView{}, ErrNeedsPasskey
+	}
+	signed, err := d.SignDecisionWith(v, decision, opts)
 	if err != nil {
 		return authz.RequestView{}, err
 	}
 	return d.SendDecision(ctx, v.ID, signed)
 }
 
+// ErrNeedsPasskey means the request asks for user verification with a passkey, which this
+// authenticator cannot provide.
+var ErrNeedsPasskey = errors.New("this request requires user verification with a passkey: approve it in the web authenticator")
+
 // SendDecision posts a signed decision.
 func (d *Device) SendDecision(ctx context.Context, requestID, signed string) (authz.RequestView, error) {
+	return d.SendDecisionWithAssertion(ctx, requestID, signed, nil)
+}
+
+// SendDecisionWithAssertion posts a signed decision with a WebAuthn assertion made over
+// SHA-256(signed), for requests that require user verification.
+func (d *Device) SendDecisionWithAssertion(ctx context.Context, requestID, signed string, assertion json.RawMessage) (authz.RequestView, error) {
 	var out authz.RequestView
-	err := d.call(ctx, http.MethodPost, "/requests/"+requestID+"/decision", map[string]string{"signed_decision": signed}, false, &out)
+	body := map[string]any{"signed_decision": signed}
+	if assertion != nil {
+		body["webauthn"] = assertion
+	}
+	err := d.call(ctx, http.MethodPost, "/requests/"+requestID+"/decision", body, false, &out)
 	return out, err
+}
+
+// SetPushSubscription registers a Web Push subscription for this device.
+func (d *Device) SetPushSubscription(ctx context.Context, endpoint, p256dh, auth string) error {
+	body := map[string]any{"endpoint": endpoint, "keys": map[string]string{"p256dh": p256dh, "auth": auth}}
+	return d.call(ctx, http.MethodPut, "/push-subscription", body, true, nil)
+}
+
+// PasskeyOptions starts a passkey registration and returns the creation options as JSON.
+func (d *Device) PasskeyOptions(ctx context.Context) (json.RawMessage, error) {
+	var out json.RawMessage
+	err := d.call(ctx, http.MethodPost, "/passkeys/options", map[string]string{}, true, &out)
+	return out, err
+}
+
+// AddPasskey finishes a passkey registration with the authenticator's credential (JSON).
+func (d *Device) AddPasskey(ctx context.Context, credential json.RawMessage) error {
+	return d.call(ctx, http.MethodPost, "/passkeys", credential, true, nil)
 }
 
 // SignDecision returns the compact JWS of a decision about v, after checking that everything a
 // view displays (client, binding message, every field, scope, audience) is the content it signs,
 // and that the server hashed that content as we do.
 func (d *Device) SignDecision(v authz.RequestView, decision domain.Decision) (string, error) {
+	return d.SignDecisionWith(v, decision, DecisionOptions{})
+}
+
+// SignDecisionWith is SignDecision with a number-matching code or a report.
+func (d *Device) SignDecisionWith(v authz.RequestView, decision domain.Decision, opts DecisionOptions) (string, error) {
 	if err := consistent(v); err != nil {
 		return "", err
 	}
@@ -230,12 +283,16 @@ func (d *Device) SignDecision(v authz.RequestView, decision domain.Decision) (st
 	if v.ShownSHA256 != base64.RawURLEncoding.EncodeToString(sum) {
 		return "", ErrShownMismatch
 	}
-	return d.SignDecisionOver(v.ID, v.Shown, decision)
+	return d.signDecision(v.ID, v.Shown, decision, opts)
 }
 
 // SignDecisionOver signs a decision over the given content as is, without the checks of
 // SignDecision. It is the primitive for tests and for authenticators that display Shown directly.
 func (d *Device) SignDecisionOver(requestID string, shown domain.Shown, decision domain.Decision) (string, error) {
+	return d.signDecision(requestID, shown, decision, DecisionOptions{})
+}
+
+func (d *Device) signDecision(requestID string, shown domain.Shown, decision domain.Decision, opts DecisionOptions) (string, error) {
 	sum, err := shown.SHA256()
 	if err != nil {
 		return "", err
@@ -243,6 +300,7 @@ func (d *Device) SignDecisionOver(requestID string, shown domain.Shown, decision
 	payload, _ := json.Marshal(authz.DecisionClaims{
 		Audience: d.file.Issuer, RequestID: requestID, Decision: string(decision),
 		ShownSHA256: base64.RawURLEncoding.EncodeToString(sum), IssuedAt: d.clock().Unix(), ID: randomJTI(),
+		VerificationCode: opts.VerificationCode, Report: opts.Report,
 	})
 	return d.sign(authz.TypDecision, payload)
 }

@@ -2,6 +2,7 @@ package authz
 
 import (
 	"context"
+	"crypto/rand"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -15,6 +16,7 @@ import (
 	"github.com/go-jose/go-jose/v4/jwt"
 
 	"github.com/countersign/countersign/internal/domain"
+	"github.com/countersign/countersign/internal/notify"
 	"github.com/countersign/countersign/oauth"
 )
 
@@ -48,6 +50,8 @@ type BackchannelResult struct {
 	AuthReqID string
 	ExpiresIn int
 	Interval  int
+	// VerificationCode is the number-matching code to show the user, when required.
+	VerificationCode string
 	// Request is the stored request, for the caller's logs and tests.
 	Request domain.Request
 }
@@ -122,27 +126,38 @@ func (s *Service) StartRequest(ctx context.Context, c domain.Client, p Backchann
 	}
 
 	now := s.now()
+	if err := s.checkReportHold(ctx, c, user, now); err != nil {
+		return BackchannelResult{}, err
+	}
+	numbers, verify := s.opts.DetailTypes.requirements(details)
+	numbers = numbers || s.opts.RequireNumberMatching[c.ID]
+	verify = verify || s.opts.RequireUserVerification[c.ID]
 	authReqID := randomID(32)
 	interval := max(s.opts.PollInterval.Round(time.Second), time.Second)
 	req := domain.Request{
-		ID:                   randomID(16),
-		AuthReqIDHash:        hashSecret(authReqID),
-		CallbackAuthReqID:    callbackAuthReqID(c, authReqID),
-		ClientID:             c.ID,
-		ClientName:           clientDisplayName(c),
-		Subject:              user.Subject,
-		Scope:                scope,
-		Audience:             audience,
-		BindingMessage:       p.BindingMessage,
-		AuthorizationDetails: details,
-		ACRValues:            strings.Fields(p.ACRValues),
-		DeliveryMode:         c.DeliveryMode,
-		NotificationToken:    p.ClientNotificationToken,
-		Status:               domain.StatusPending,
-		CreatedAt:            now,
-		ExpiresAt:            now.Add(lifetime),
-		Interval:             interval,
+		ID:                      randomID(16),
+		AuthReqIDHash:           hashSecret(authReqID),
+		CallbackAuthReqID:       callbackAuthReqID(c, authReqID),
+		ClientID:                c.ID,
+		ClientName:              clientDisplayName(c),
+		Subject:                 user.Subject,
+		Scope:                   scope,
+		Audience:                audience,
+		BindingMessage:          p.BindingMessage,
+		AuthorizationDetails:    details,
+		ACRValues:               strings.Fields(p.ACRValues),
+		DeliveryMode:            c.DeliveryMode,
+		NotificationToken:       p.ClientNotificationToken,
+		Status:                  domain.StatusPending,
+		CreatedAt:               now,
+		ExpiresAt:               now.Add(lifetime),
+		Interval:                interval,
+		RequireUserVerification: verify,
 	}
+	if numbers {
+		req.VerificationCode = twoDigits()
+	}
+	var notified bool
 	err = s.store.InTx(ctx, func(tx domain.Store) error {
 		pending, recent, err := tx.CountRequests(ctx, user.Subject, now, now.Add(-time.Minute))
 		if err != nil {
@@ -162,6 +177,9 @@ func (s *Service) StartRequest(ctx context.Context, c domain.Client, p Backchann
 		if err := tx.CreateRequest(ctx, req); err != nil {
 			return err
 		}
+		if notified, err = s.enqueueNotification(ctx, tx, req, notify.NotifyRequest); err != nil {
+			return err
+		}
 		return tx.AppendAudit(ctx, auditEvent(now, domain.AuditRequestCreated, req, "", map[string]any{
 			"binding_message": req.BindingMessage,
 			"types":           detailTypes(details),
@@ -172,11 +190,15 @@ func (s *Service) StartRequest(ctx context.Context, c domain.Client, p Backchann
 		return BackchannelResult{}, err
 	}
 	s.obs.RequestChanged(req)
+	if notified {
+		s.obs.OutboxEnqueued()
+	}
 	return BackchannelResult{
-		AuthReqID: authReqID,
-		ExpiresIn: int(lifetime / time.Second),
-		Interval:  int(interval / time.Second),
-		Request:   req,
+		AuthReqID:        authReqID,
+		ExpiresIn:        int(lifetime / time.Second),
+		Interval:         int(interval / time.Second),
+		VerificationCode: req.VerificationCode,
+		Request:          req,
 	}, nil
 }
 
@@ -393,6 +415,37 @@ func auditEvent(now time.Time, typ string, r domain.Request, deviceID string, de
 	}
 	return domain.AuditEvent{
 		Time: now, Type: typ, Subject: r.Subject, ClientID: r.ClientID, RequestID: r.ID, DeviceID: deviceID, Detail: raw,
+	}
+}
+
+// checkReportHold refuses a client's requests to a user who recently reported one of its requests
+// as not theirs.
+func (s *Service) checkReportHold(ctx context.Context, c domain.Client, u domain.User, now time.Time) error {
+	reports, err := s.store.ListAudit(ctx, domain.AuditFilter{Subject: u.Subject, ClientID: c.ID, Type: domain.AuditRequestReported, Limit: 1})
+	if err != nil {
+		return err
+	}
+	if len(reports) == 0 {
+		return nil
+	}
+	until := reports[0].Time.Add(s.opts.ReportHold)
+	if !now.Before(until) {
+		return nil
+	}
+	e := oauth.Errorf(oauth.ErrAccessDenied, "user %s reported a request from this client as not theirs; requests are held until %s", u.Subject, until.UTC().Format(time.RFC3339))
+	e.Reason = "reported"
+	e.RetryAfter = int(until.Sub(now)/time.Second) + 1
+	return e
+}
+
+// twoDigits is a number-matching code, "00" to "99".
+func twoDigits() string {
+	var b [1]byte
+	for {
+		_, _ = rand.Read(b[:])
+		if b[0] < 200 { // no modulo bias
+			return fmt.Sprintf("%02d", b[0]%100)
+		}
 	}
 }
 

@@ -4,17 +4,21 @@ import (
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
+	"crypto/sha256"
+	"crypto/subtle"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"net/url"
+	"slices"
 	"strings"
 	"time"
 
 	"github.com/go-jose/go-jose/v4"
 
 	"github.com/countersign/countersign/internal/domain"
+	"github.com/countersign/countersign/internal/notify"
 	"github.com/countersign/countersign/oauth"
 )
 
@@ -314,6 +318,13 @@ type RequestView struct {
 	Shown                domain.Shown     `json:"shown"`
 	ShownSHA256          string           `json:"shown_sha256"`
 	Decision             *DecisionView    `json:"decision,omitempty"`
+	// VerificationChoices, set when number matching is required, are three two-digit codes: the one
+	// the agent shows the user and two decoys. Approve only once the user picked the right one.
+	VerificationChoices []string `json:"verification_choices,omitempty"`
+	// RequireUserVerification asks for a passkey assertion with an approval.
+	RequireUserVerification bool `json:"require_user_verification,omitempty"`
+	// PasskeyCredentialIDs lists the user's passkeys (base64url) for the assertion's allowCredentials.
+	PasskeyCredentialIDs []string `json:"passkey_credential_ids,omitempty"`
 }
 
 // ClientView names the agent that asks.
@@ -324,10 +335,12 @@ type ClientView struct {
 
 // DecisionView is a decided request's receipt.
 type DecisionView struct {
-	Decision  string    `json:"decision"`
-	DeviceID  string    `json:"device_id"`
-	DecidedAt time.Time `json:"decided_at"`
-	Redeemed  bool      `json:"redeemed"`
+	Decision     string    `json:"decision"`
+	DeviceID     string    `json:"device_id"`
+	DecidedAt    time.Time `json:"decided_at"`
+	Redeemed     bool      `json:"redeemed"`
+	Reported     bool      `json:"reported,omitempty"`
+	UserVerified bool      `json:"user_verified,omitempty"`
 }
 
 func (s *Service) view(r domain.Request, now time.Time) (RequestView, error) {
@@ -349,9 +362,30 @@ func (s *Service) view(r domain.Request, now time.Time) (RequestView, error) {
 	}
 	if r.Receipt != nil {
 		v.Decision = &DecisionView{Decision: string(r.Receipt.Decision), DeviceID: r.Receipt.DeviceID,
-			DecidedAt: r.Receipt.DecidedAt, Redeemed: !r.RedeemedAt.IsZero()}
+			DecidedAt: r.Receipt.DecidedAt, Redeemed: !r.RedeemedAt.IsZero(), Reported: r.Receipt.Reported,
+			UserVerified: r.Receipt.UserVerified}
 	}
+	if r.VerificationCode != "" && status == string(domain.StatusPending) {
+		v.VerificationChoices = verificationChoices(r.ID, r.VerificationCode)
+	}
+	v.RequireUserVerification = r.RequireUserVerification
 	return v, nil
+}
+
+// verificationChoices are the right code and two decoys, in an order and with decoys that depend
+// only on the request, so every device and every reload shows the same three.
+func verificationChoices(id, code string) []string {
+	seed := sha256.Sum256([]byte("countersign number matching " + id))
+	choices := []string{code}
+	for i := 0; len(choices) < 3 && i < len(seed); i++ {
+		c := fmt.Sprintf("%02d", seed[i]%100)
+		if !slices.Contains(choices, c) {
+			choices = append(choices, c)
+		}
+	}
+	pos := int(seed[31] % 3)
+	choices[0], choices[pos] = choices[pos], choices[0]
+	return choices
 }
 
 // PendingRequests lists the device's user's pending requests, oldest first (the order to decide them).
@@ -367,6 +401,9 @@ func (s *Service) PendingRequests(ctx context.Context, dev domain.Device) ([]Req
 	for i := len(list) - 1; i >= 0; i-- {
 		v, err := s.view(list[i], now)
 		if err != nil {
+			return nil, err
+		}
+		if v, err = s.withPasskeys(ctx, v, dev.Subject); err != nil {
 			return nil, err
 		}
 		out = append(out, v)
@@ -405,7 +442,11 @@ func (s *Service) RequestForDevice(ctx context.Context, dev domain.Device, id st
 	if err != nil {
 		return RequestView{}, err
 	}
-	return s.view(r, s.now())
+	v, err := s.view(r, s.now())
+	if err != nil {
+		return v, err
+	}
+	return s.withPasskeys(ctx, v, dev.Subject)
 }
 
 // DecisionClaims is the payload of a signed decision.
@@ -416,12 +457,16 @@ type DecisionClaims struct {
 	ShownSHA256 string `json:"shown_sha256"`
 	IssuedAt    int64  `json:"iat"`
 	ID          string `json:"jti"`
+	// VerificationCode is the number-matching code the user picked (approvals that require it).
+	VerificationCode string `json:"verification_code,omitempty"`
+	// Report marks a denial as "not mine" (deny and report).
+	Report bool `json:"report,omitempty"`
 }
 
 // Decide verifies a device's signed decision about a request and records it, with its receipt,
 // audit event and (for ping and push clients) callback, in one transaction. In push mode an approval
 // also issues the tokens in that transaction, since they are delivered rather than polled.
-func (s *Service) Decide(ctx context.Context, requestID, signed string) (RequestView, error) {
+func (s *Service) Decide(ctx context.Context, requestID, signed string, webauthnAssertion json.RawMessage) (RequestView, error) {
 	dev, payload, err := s.verifyDeviceJWS(ctx, signed, TypDecision)
 	if err != nil {
 		return RequestView{}, err
@@ -460,6 +505,25 @@ func (s *Service) Decide(ctx context.Context, requestID, signed string) (Request
 		return RequestView{}, deviceError(ErrConflict, "the signed content does not match this request; reload it and decide again")
 	}
 	receipt := domain.Receipt{DeviceID: dev.ID, Decision: decision, ShownSHA256: want, Signature: signed, DecidedAt: now}
+	if claims.Report {
+		if decision != domain.DecisionDeny {
+			return RequestView{}, deviceError(oauth.ErrInvalidRequest, "only a denial can be reported")
+		}
+		receipt.Reported = true
+	}
+	var passkey domain.Passkey
+	var passkeyState []byte
+	if decision == domain.DecisionApprove && r.Status == domain.StatusPending {
+		if r.VerificationCode != "" && subtle.ConstantTimeCompare([]byte(claims.VerificationCode), []byte(r.VerificationCode)) != 1 {
+			return RequestView{}, deviceError(oauth.ErrInvalidRequest, "that is not the code the agent shows; check the number on the agent's screen")
+		}
+		if r.RequireUserVerification {
+			if passkey, passkeyState, err = s.verifyStepUp(ctx, dev.Subject, signed, webauthnAssertion); err != nil {
+				return RequestView{}, err
+			}
+			receipt.UserVerified = true
+		}
+	}
 
 	var client domain.Client
 	var pushTokens *issued
@@ -476,9 +540,17 @@ func (s *Service) Decide(ctx context.Context, requestID, signed string) (Request
 		pushTokens = &out
 	}
 
-	var queued bool
+	var queued, notified bool
 	err = s.store.InTx(ctx, func(tx domain.Store) error {
 		var err error
+		if passkeyState != nil {
+			if _, err := tx.UpdatePasskey(ctx, passkey.ID, func(p *domain.Passkey) error {
+				p.Credential, p.LastUsedAt = passkeyState, now
+				return nil
+			}); err != nil {
+				return err
+			}
+		}
 		r, err = tx.UpdateRequest(ctx, requestID, func(req *domain.Request) error {
 			if decision == domain.DecisionDeny {
 				return req.Deny(now, receipt)
@@ -511,10 +583,31 @@ func (s *Service) Decide(ctx context.Context, requestID, signed string) (Request
 			body = resp
 			detail["jti"] = pushTokens.records[0].ID
 		}
+		if receipt.UserVerified {
+			detail["user_verified"] = true
+			detail["passkey_id"] = passkey.ID
+		}
 		if err := tx.AppendAudit(ctx, auditEvent(now, event, r, dev.ID, detail)); err != nil {
 			return err
 		}
-		queued, err = s.enqueueCallback(ctx, tx, r, body)
+		if receipt.Reported {
+			if err := tx.AppendAudit(ctx, auditEvent(now, domain.AuditRequestReported, r, dev.ID, map[string]any{
+				"held_until": now.Add(s.opts.ReportHold)})); err != nil {
+				return err
+			}
+			if s.opts.Channels["operator_webhook"] {
+				if _, err := tx.EnqueueOutbox(ctx, domain.OutboxMessage{Kind: OutboxReport, RequestID: r.ID, Target: "operator",
+					Status: domain.OutboxPending, CreatedAt: now, NextAttemptAt: now}); err != nil {
+					return err
+				}
+				queued = true
+			}
+		}
+		if notified, err = s.enqueueNotification(ctx, tx, r, notify.NotifyClosed); err != nil {
+			return err
+		}
+		callback, err := s.enqueueCallback(ctx, tx, r, body)
+		queued = queued || callback || notified
 		return err
 	})
 	switch {
@@ -527,6 +620,17 @@ func (s *Service) Decide(ctx context.Context, requestID, signed string) (Request
 	}
 	s.changed(r, queued)
 	return s.view(r, now)
+}
+
+// RequestForDeviceWithPasskeys is RequestForDevice plus the user's passkey IDs when the request
+// needs user verification (so the app can ask for the right passkey).
+func (s *Service) withPasskeys(ctx context.Context, v RequestView, subject string) (RequestView, error) {
+	if !v.RequireUserVerification || v.Status != string(domain.StatusPending) {
+		return v, nil
+	}
+	ids, err := s.passkeyIDs(ctx, subject)
+	v.PasskeyCredentialIDs = ids
+	return v, err
 }
 
 // DeviceView is an enrolled device as the device API lists it.
@@ -572,6 +676,9 @@ func (s *Service) RemoveDevice(ctx context.Context, dev domain.Device, id string
 	now := s.now()
 	return s.store.InTx(ctx, func(tx domain.Store) error {
 		if err := tx.RevokeDevice(ctx, id, now); err != nil {
+			return err
+		}
+		if err := tx.DeletePushSubscription(ctx, id); err != nil {
 			return err
 		}
 		return tx.AppendAudit(ctx, domain.AuditEvent{Time: now, Type: domain.AuditDeviceRevoked, Subject: dev.Subject, DeviceID: id,

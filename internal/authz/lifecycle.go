@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"time"
 
 	"github.com/countersign/countersign/internal/domain"
 	"github.com/countersign/countersign/internal/notify"
@@ -81,6 +82,11 @@ func (s *Service) expire(ctx context.Context, id string) error {
 		queued, err = s.enqueueCallback(ctx, tx, r, oauth.PushError{
 			AuthReqID: r.CallbackAuthReqID, Error: oauth.ErrExpiredToken, Description: "the request expired before the user decided",
 		})
+		if err != nil {
+			return err
+		}
+		notified, err := s.enqueueNotification(ctx, tx, r, notify.NotifyClosed)
+		queued = queued || notified
 		return err
 	})
 	if err != nil {
@@ -105,10 +111,14 @@ func (s *Service) CancelRequest(ctx context.Context, c domain.Client, authReqID 
 		return false, nil
 	}
 	now := s.now()
+	var notified bool
 	err = s.store.InTx(ctx, func(tx domain.Store) error {
 		var err error
 		r, err = tx.UpdateRequest(ctx, r.ID, func(req *domain.Request) error { return req.Cancel(now, c.ID) })
 		if err != nil {
+			return err
+		}
+		if notified, err = s.enqueueNotification(ctx, tx, r, notify.NotifyClosed); err != nil {
 			return err
 		}
 		return tx.AppendAudit(ctx, auditEvent(now, domain.AuditRequestCancelled, r, "", nil))
@@ -119,7 +129,7 @@ func (s *Service) CancelRequest(ctx context.Context, c domain.Client, authReqID 
 	if err != nil {
 		return false, err
 	}
-	s.changed(r, false)
+	s.changed(r, notified)
 	return true, nil
 }
 
@@ -142,6 +152,30 @@ func (s *Service) Sweep(ctx context.Context) error {
 			break
 		}
 	}
+	if err := s.sendReminders(ctx, now); err != nil {
+		return err
+	}
 	s.polls.sweep(now)
 	return s.store.PurgeExpired(ctx, now.Add(-clockSkew))
+}
+
+// sendReminders reminds users of pending requests that expire within ReminderBefore, once each,
+// for requests that live at least twice that long (a five-minute request needs no reminder).
+func (s *Service) sendReminders(ctx context.Context, now time.Time) error {
+	if s.opts.ReminderBefore <= 0 {
+		return nil
+	}
+	due, err := s.store.ListExpiredPending(ctx, now.Add(s.opts.ReminderBefore), 500)
+	if err != nil {
+		return err
+	}
+	for _, r := range due {
+		if !r.RemindedAt.IsZero() || r.IsExpired(now) || r.ExpiresAt.Sub(r.CreatedAt) < 2*s.opts.ReminderBefore {
+			continue
+		}
+		if err := s.remind(ctx, r.ID, now); err != nil && !errors.Is(err, domain.ErrConflict) {
+			return err
+		}
+	}
+	return nil
 }

@@ -46,6 +46,9 @@ type DetailTypeConfig struct {
 	Display string
 	// Schema is a JSON Schema for the detail object.
 	Schema json.RawMessage
+	// RequireNumberMatching and RequireUserVerification apply to every request carrying this type.
+	RequireNumberMatching   bool
+	RequireUserVerification bool
 }
 
 // DetailTypes validates and renders authorization_details (RFC 9396) against registered types.
@@ -55,6 +58,8 @@ type DetailTypes struct {
 
 type detailType struct {
 	name     string
+	numbers  bool // number matching
+	verify   bool // user verification
 	schema   *jsonschema.Schema
 	raw      map[string]any // the operator's schema, for applying defaults
 	template *template.Template
@@ -115,7 +120,8 @@ func NewDetailTypes(defs []DetailTypeConfig) (*DetailTypes, error) {
 		dec := json.NewDecoder(bytes.NewReader(def.Schema))
 		dec.UseNumber()
 		_ = dec.Decode(&rawNumbers)
-		d.types[def.Name] = &detailType{name: def.Name, schema: schema, raw: rawNumbers, template: tmpl}
+		d.types[def.Name] = &detailType{name: def.Name, schema: schema, raw: rawNumbers, template: tmpl,
+			numbers: def.RequireNumberMatching, verify: def.RequireUserVerification}
 	}
 	return d, nil
 }
@@ -124,6 +130,18 @@ func mergeMaps(a, b map[string]any) map[string]any {
 	out := maps.Clone(a)
 	maps.Copy(out, b)
 	return out
+}
+
+// requirements reports whether any element of (validated) details has a type that requires number
+// matching or user verification.
+func (d *DetailTypes) requirements(details json.RawMessage) (numbers, verify bool) {
+	for _, t := range detailTypes(details) {
+		if dt := d.types[t]; dt != nil {
+			numbers = numbers || dt.numbers
+			verify = verify || dt.verify
+		}
+	}
+	return numbers, verify
 }
 
 // Names returns the registered type names, sorted, for discovery.

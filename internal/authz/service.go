@@ -44,6 +44,19 @@ type Options struct {
 	MaxRequestsPerMinute int
 	// EnrollmentTTL is how long an invitation link stays valid.
 	EnrollmentTTL time.Duration
+	// ReportHold is how long a client's requests to a user are refused after the user reported one.
+	ReportHold time.Duration
+	// ReminderBefore is how long before expiry a still pending request is reminded (for requests
+	// that live at least twice as long); zero disables reminders.
+	ReminderBefore time.Duration
+
+	// DefaultChannels are the notification channels of users who list none, in order.
+	DefaultChannels []string
+	// Channels tells which channels are configured (a user's list may name others; they are skipped).
+	Channels map[string]bool
+	// RequireNumberMatching and RequireUserVerification apply to every request of these clients.
+	RequireNumberMatching   map[string]bool
+	RequireUserVerification map[string]bool
 
 	// DetailTypes are the registered authorization_details types.
 	DetailTypes *DetailTypes
@@ -67,6 +80,7 @@ func (o *Options) applyDefaults() {
 	def(&o.SlowDownStep, 5*time.Second)
 	def(&o.MaxLongPoll, 30*time.Second)
 	def(&o.EnrollmentTTL, 24*time.Hour)
+	def(&o.ReportHold, 24*time.Hour)
 	if o.MaxPendingPerUser <= 0 {
 		o.MaxPendingPerUser = 20
 	}

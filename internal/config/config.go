@@ -89,6 +89,68 @@ type Config struct {
 	Clients []Client `yaml:"clients"`
 	// AuthorizationDetailsTypes defines the RAR (RFC 9396) authorization_details types, by name.
 	AuthorizationDetailsTypes map[string]DetailType `yaml:"authorization_details_types"`
+	// Notifications configures how people are told about requests.
+	Notifications Notifications `yaml:"notifications"`
+}
+
+// Notifications configures the channels that tell a person a request waits for them. Each user's
+// channels are tried in order until one delivers; a channel that fails falls back to the next.
+type Notifications struct {
+	// DefaultChannels are the channels of users who list none: default [webpush, email] (each used
+	// only when the user can be reached that way).
+	DefaultChannels []string `yaml:"default_channels"`
+	// WebPush configures Web Push to the authenticator app. Its VAPID key pair is generated on first
+	// start and kept in the database.
+	WebPush WebPush `yaml:"webpush"`
+	// Email sends a message with a link to the request over SMTP.
+	Email *Email `yaml:"email"`
+	// SMS sends a text with a link through a Twilio-compatible HTTP API.
+	SMS *SMS `yaml:"sms"`
+	// Webhook posts signed JSON for every notification (to bridge to Slack or anything else).
+	Webhook *Webhook `yaml:"webhook"`
+	// OperatorWebhook receives "deny and report" alerts.
+	OperatorWebhook *Webhook `yaml:"operator_webhook"`
+	// ReminderBefore is when a still pending request is reminded: this long before it expires, for
+	// requests that live at least twice as long. Default 30m.
+	ReminderBefore Duration `yaml:"reminder_before"`
+}
+
+// WebPush configures Web Push (RFC 8030, 8291, 8292).
+type WebPush struct {
+	// Subscriber is the contact in the VAPID claims ("mailto:ops@example.com" or an https URL), which
+	// push services use to reach the operator. Default: mailto:admin@ + the issuer's host.
+	Subscriber string `yaml:"subscriber"`
+}
+
+// Email configures the SMTP channel.
+type Email struct {
+	Host string `yaml:"host"`
+	// Port defaults to 587 with starttls, 465 with tls, 25 with none.
+	Port int `yaml:"port"`
+	// Security is starttls (default), tls (implicit TLS) or none (loopback hosts only).
+	Security string `yaml:"security"`
+	Username string `yaml:"username"`
+	// Password is a secret: may come from password_file.
+	Password string `yaml:"password" config:"file"`
+	// From is the sender address.
+	From string `yaml:"from"`
+}
+
+// SMS configures a Twilio-compatible SMS API.
+type SMS struct {
+	// BaseURL defaults to https://api.twilio.com.
+	BaseURL    string `yaml:"base_url"`
+	AccountSID string `yaml:"account_sid"`
+	// AuthToken is a secret: may come from auth_token_file.
+	AuthToken string `yaml:"auth_token" config:"file"`
+	From      string `yaml:"from"`
+}
+
+// Webhook is a signed JSON webhook target.
+type Webhook struct {
+	URL string `yaml:"url"`
+	// Secret signs each delivery (HMAC-SHA256); may come from secret_file.
+	Secret string `yaml:"secret" config:"file"`
 }
 
 // TLS names the certificate and key files for serving HTTPS. Relative paths are resolved against
@@ -153,6 +215,9 @@ type Limits struct {
 	MaxRequestsPerMinutePerUser int `yaml:"max_requests_per_minute_per_user"`
 	// EnrollmentTTL is how long a device enrollment invitation stays valid; default 24h.
 	EnrollmentTTL Duration `yaml:"enrollment_ttl"`
+	// ReportHold is how long a client's requests to a user are refused after the user reported one
+	// of them as not theirs; default 24h.
+	ReportHold Duration `yaml:"report_hold"`
 }
 
 // User is a person who approves or denies requests.
@@ -165,6 +230,11 @@ type User struct {
 	Name string `yaml:"name"`
 	// UserCode is the optional CIBA user_code (a secret: may come from user_code_file).
 	UserCode string `yaml:"user_code" config:"file"`
+	// Phone is an E.164 number (+15551234567) for the SMS channel.
+	Phone string `yaml:"phone"`
+	// Channels lists the notification channels to try, in order: webpush, email, sms, webhook.
+	// Empty uses notifications.default_channels.
+	Channels []string `yaml:"channels"`
 }
 
 // Client is a registered client: an agent backend that asks for approval, or a resource server that
@@ -213,6 +283,12 @@ type Client struct {
 	// ExpiredAsAccessDenied reports expired requests as access_denied instead of expired_token, like
 	// Auth0 does (a compatibility switch).
 	ExpiredAsAccessDenied bool `yaml:"expired_as_access_denied"`
+	// RequireUserVerification makes every approval of this client's requests carry a passkey
+	// assertion with user verification.
+	RequireUserVerification bool `yaml:"require_user_verification"`
+	// RequireNumberMatching gives each request a two-digit verification_code that the agent shows
+	// and the user must pick in the app before approving (against push fatigue).
+	RequireNumberMatching bool `yaml:"require_number_matching"`
 }
 
 // DetailType defines one RAR authorization_details type.
@@ -227,6 +303,10 @@ type DetailType struct {
 	// detail of this type must satisfy. Draft 2020-12 unless it says otherwise with $schema. It must
 	// describe an object.
 	Schema json.RawMessage `yaml:"schema"`
+	// RequireUserVerification and RequireNumberMatching apply to every request carrying this type,
+	// as the client settings of the same names do.
+	RequireUserVerification bool `yaml:"require_user_verification"`
+	RequireNumberMatching   bool `yaml:"require_number_matching"`
 }
 
 // Load reads the config file at path and parses it (see [Parse]), resolving relative paths against
@@ -320,6 +400,25 @@ func (c *Config) setDefaults(baseDir string) {
 		c.Limits.MaxRequestsPerMinutePerUser = 30
 	}
 	setDuration(&c.Limits.EnrollmentTTL, 24*time.Hour)
+	setDuration(&c.Limits.ReportHold, 24*time.Hour)
+	setDuration(&c.Notifications.ReminderBefore, 30*time.Minute)
+	if c.Notifications.DefaultChannels == nil {
+		c.Notifications.DefaultChannels = []string{"webpush", "email"}
+	}
+	if c.Notifications.WebPush.Subscriber == "" {
+		if u, err := url.Parse(c.Issuer); err == nil && u.Hostname() != "" {
+			c.Notifications.WebPush.Subscriber = "mailto:admin@" + u.Hostname()
+		}
+	}
+	if e := c.Notifications.Email; e != nil {
+		setString(&e.Security, "starttls")
+		if e.Port == 0 {
+			e.Port = map[string]int{"starttls": 587, "tls": 465, "none": 25}[e.Security]
+		}
+	}
+	if s := c.Notifications.SMS; s != nil {
+		setString(&s.BaseURL, "https://api.twilio.com")
+	}
 
 	for i := range c.Clients {
 		cl := &c.Clients[i]

@@ -89,7 +89,7 @@ func TestLoad_ExampleLoadsAndValidates(t *testing.T) {
 			SlowDownStep:  Duration{5 * time.Second},
 			MaxLongPoll:   Duration{30 * time.Second},
 		}},
-		{"limits", c.Limits, Limits{MaxPendingPerUser: 20, MaxRequestsPerMinutePerUser: 30, EnrollmentTTL: Duration{24 * time.Hour}}},
+		{"limits", c.Limits, Limits{MaxPendingPerUser: 20, MaxRequestsPerMinutePerUser: 30, EnrollmentTTL: Duration{24 * time.Hour}, ReportHold: Duration{24 * time.Hour}}},
 		{"users", c.Users, []User{{Sub: "alice", Email: "alice@example.com", Name: "Alice Example"}}},
 		{"clients", c.Clients, []Client{
 			{
@@ -303,7 +303,7 @@ func TestParse_UnknownKeys(t *testing.T) {
 		{"top level", "issuer: http://localhost/\nissuers: x\n", `line 2: unknown key "issuers" (did you mean "issuer"?)`},
 		{"in a section", "ciba:\n  poll_intervall: 5s\n", `line 2: ciba: unknown key "poll_intervall" (did you mean "poll_interval"?)`},
 		{"in a client", "clients:\n  - client_id: a\n    clientSecret: s\n", `line 3: clients[0]: unknown key "clientSecret" (did you mean "client_secret"?)`},
-		{"in a user", "users:\n  - sub: a\n  - sub: b\n    phone: 1\n", `line 4: users[1]: unknown key "phone"`},
+		{"in a user", "users:\n  - sub: a\n  - sub: b\n    phones: 1\n", `line 4: users[1]: unknown key "phones" (did you mean "phone"?)`},
 		{"in a detail type", "authorization_details_types:\n  t:\n    scheme: {}\n", `line 3: authorization_details_types.t: unknown key "scheme" (did you mean "schema"?)`},
 		{"in tls", "tls: {cert: a}\n", `line 1: tls: unknown key "cert"`},
 		{"a _file for a non-secret", "clients: [{client_id_file: x}]\n", `line 1: clients[0]: unknown key "client_id_file"`},

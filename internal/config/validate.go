@@ -88,6 +88,7 @@ func (c *Config) Validate() error {
 	c.validateUsers(v)
 	c.validateClients(v)
 	c.validateDetailTypes(v)
+	c.validateNotifications(v)
 	if len(v.errs) == 0 {
 		return nil
 	}
@@ -495,3 +496,87 @@ func readable(path string) error {
 	}
 	return nil
 }
+
+// channelNames are the notification channels.
+var channelNames = []string{"webpush", "email", "sms", "webhook"}
+
+func (c *Config) validateNotifications(v *validator) {
+	n := c.Notifications
+	configured := map[string]bool{"webpush": true, "email": n.Email != nil, "sms": n.SMS != nil, "webhook": n.Webhook != nil}
+	checkChannels := func(path string, list []string) {
+		for i, ch := range list {
+			p := fmt.Sprintf("%s[%d]", path, i)
+			if !slices.Contains(channelNames, ch) {
+				v.add(p, "%q is not one of %s", ch, strings.Join(channelNames, ", "))
+			} else if !configured[ch] {
+				v.add(p, "channel %s is not configured (add notifications.%s)", ch, ch)
+			}
+		}
+	}
+	// Defaults may name channels that are not configured: they are skipped, so that the default
+	// [webpush, email] works without an SMTP server.
+	for i, ch := range n.DefaultChannels {
+		if !slices.Contains(channelNames, ch) {
+			v.add(fmt.Sprintf("notifications.default_channels[%d]", i), "%q is not one of %s", ch, strings.Join(channelNames, ", "))
+		}
+	}
+	for i, u := range c.Users {
+		checkChannels(fmt.Sprintf("users[%d].channels", i), u.Channels)
+		if u.Phone != "" && !e164.MatchString(u.Phone) {
+			v.add(fmt.Sprintf("users[%d].phone", i), "must be an E.164 number such as +15551234567")
+		}
+		if slices.Contains(u.Channels, "sms") && u.Phone == "" {
+			v.add(fmt.Sprintf("users[%d].phone", i), "required for the sms channel")
+		}
+	}
+	if s := n.WebPush.Subscriber; s != "" && !strings.HasPrefix(s, "mailto:") && !strings.HasPrefix(s, "https://") {
+		v.add("notifications.webpush.subscriber", "must be a mailto: or https: URL")
+	}
+	if e := n.Email; e != nil {
+		if e.Host == "" {
+			v.add("notifications.email.host", "required")
+		}
+		v.oneOf("notifications.email.security", e.Security, []string{"starttls", "tls", "none"})
+		if e.Security == "none" && !isLoopback(e.Host) {
+			v.add("notifications.email.security", "none is allowed only for a loopback host")
+		}
+		if e.Port < 1 || e.Port > 65535 {
+			v.add("notifications.email.port", "must be a port number, got %d", e.Port)
+		}
+		if _, err := mail.ParseAddress(e.From); err != nil {
+			v.add("notifications.email.from", "must be an email address: %v", err)
+		}
+		if (e.Username == "") != (e.Password == "") {
+			v.add("notifications.email.password", "username and password go together")
+		}
+	}
+	if s := n.SMS; s != nil {
+		for _, f := range []struct{ key, val string }{{"account_sid", s.AccountSID}, {"auth_token", s.AuthToken}, {"from", s.From}} {
+			if f.val == "" {
+				v.add("notifications.sms."+f.key, "required")
+			}
+		}
+		c.checkClientURL(v, "notifications.sms.base_url", s.BaseURL)
+	}
+	for _, w := range []struct {
+		path string
+		hook *Webhook
+	}{{"notifications.webhook", n.Webhook}, {"notifications.operator_webhook", n.OperatorWebhook}} {
+		if w.hook == nil {
+			continue
+		}
+		c.checkClientURL(v, w.path+".url", w.hook.URL)
+		if len(w.hook.Secret) < 16 {
+			v.add(w.path+".secret", "required, at least 16 characters (it signs every delivery)")
+		}
+	}
+	if n.ReminderBefore.Duration < 0 {
+		v.add("notifications.reminder_before", "must not be negative")
+	}
+	if c.Limits.ReportHold.Duration <= 0 {
+		v.add("limits.report_hold", "must be positive, got %s", c.Limits.ReportHold)
+	}
+}
+
+// e164 is an international phone number.
+var e164 = regexp.MustCompile(`^\+[1-9][0-9]{6,14}$`)

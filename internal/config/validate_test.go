@@ -196,6 +196,31 @@ func TestValidate_Rules(t *testing.T) {
 			c.AuthorizationDetailsTypes["trade_order"] = DetailType{Schema: json.RawMessage(`true`)}
 		},
 			"authorization_details_types.trade_order.schema", "must describe an object"},
+
+		// notifications
+		{"unknown channel", func(c *Config) { c.Users[0].Channels = []string{"pigeon"} }, "users[0].channels[0]", `"pigeon" is not one of`},
+		{"channel must be configured", func(c *Config) { c.Users[0].Channels = []string{"email"} }, "users[0].channels[0]", "notifications.email"},
+		{"sms needs a phone", func(c *Config) {
+			c.Notifications.SMS = &SMS{BaseURL: "https://api.twilio.com", AccountSID: "AC1", AuthToken: "t", From: "+15550000000"}
+			c.Users[0].Channels = []string{"sms"}
+		}, "users[0].phone", "required for the sms channel"},
+		{"phone is E.164", func(c *Config) { c.Users[0].Phone = "555-1234" }, "users[0].phone", "E.164"},
+		{"email needs a host", func(c *Config) {
+			c.Notifications.Email = &Email{Port: 587, Security: "starttls", From: "cs@example.com"}
+		}, "notifications.email.host", "required"},
+		{"plain SMTP only on loopback", func(c *Config) {
+			c.Notifications.Email = &Email{Host: "smtp.example.com", Port: 25, Security: "none", From: "cs@example.com"}
+		}, "notifications.email.security", "loopback"},
+		{"email from is an address", func(c *Config) {
+			c.Notifications.Email = &Email{Host: "smtp.example.com", Port: 587, Security: "starttls", From: "nobody"}
+		}, "notifications.email.from", "email address"},
+		{"webhook secret is long enough", func(c *Config) {
+			c.Notifications.Webhook = &Webhook{URL: "https://hooks.example.com/x", Secret: "short"}
+		}, "notifications.webhook.secret", "at least 16"},
+		{"webhook over http only on loopback", func(c *Config) {
+			https(c)
+			c.Notifications.Webhook = &Webhook{URL: "http://hooks.example.com/x", Secret: "0123456789abcdef"}
+		}, "notifications.webhook.url", "http is allowed only"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

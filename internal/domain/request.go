@@ -66,6 +66,14 @@ type Request struct {
 	DeliveryMode DeliveryMode
 	// NotificationToken is the client_notification_token the client gave for ping and push delivery.
 	NotificationToken string
+	// VerificationCode is the two-digit code of number matching (shown by the agent, picked by the
+	// user among decoys before approving); empty when the client and types do not require it.
+	VerificationCode string
+	// RequireUserVerification asks for a passkey assertion (user verification) with an approval.
+	RequireUserVerification bool
+	// RemindedAt is when the user was reminded of the still pending request; zero if never.
+	RemindedAt time.Time
+
 	// CallbackAuthReqID is the auth_req_id itself, kept only for ping and push requests because their
 	// callbacks must name it; poll requests keep only the hash. (It is not enough to get tokens: the
 	// token endpoint also authenticates the client.)
@@ -95,6 +103,11 @@ type Receipt struct {
 	// Signature is the compact JWS the device signed; anyone with the device's public key can verify it.
 	Signature string
 	DecidedAt time.Time
+	// Reported is set on a denial the user marked as "not mine": the client's further requests to
+	// this user are held for a while.
+	Reported bool
+	// UserVerified is set when the approval carried a verified passkey assertion.
+	UserVerified bool
 }
 
 // Shown is exactly what an authenticator displays to the user, and so exactly what a decision covers.

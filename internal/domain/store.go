@@ -109,12 +109,34 @@ type Outbox interface {
 	// EnqueueOutbox inserts a pending message and returns its ID.
 	EnqueueOutbox(ctx context.Context, m OutboxMessage) (int64, error)
 	// ClaimOutbox leases up to limit pending messages that are due at now and not leased, until
-	// leaseUntil, and returns them. Two concurrent claims never return the same message.
+	// leaseUntil, increments their Attempts (so each delivery attempt is recorded before it is made,
+	// and a message claimed again after a crash is a new attempt), and returns them. Two concurrent
+	// claims never return the same message.
 	ClaimOutbox(ctx context.Context, now, leaseUntil time.Time, limit int) ([]OutboxMessage, error)
 	// UpdateOutbox loads a message, applies fn, and saves it, atomically.
 	UpdateOutbox(ctx context.Context, id int64, fn func(*OutboxMessage) error) (OutboxMessage, error)
 	// ListOutbox returns messages in a status (all when empty), newest first, up to limit (0: 100).
 	ListOutbox(ctx context.Context, status OutboxStatus, limit int) ([]OutboxMessage, error)
+}
+
+// Notifications stores where to reach people: Web Push subscriptions of devices.
+type Notifications interface {
+	// PutPushSubscription inserts or replaces the device's subscription.
+	PutPushSubscription(ctx context.Context, s PushSubscription) error
+	// ListPushSubscriptions returns the user's subscriptions, oldest first.
+	ListPushSubscriptions(ctx context.Context, subject string) ([]PushSubscription, error)
+	// DeletePushSubscription removes the device's subscription; a missing one is not an error.
+	DeletePushSubscription(ctx context.Context, deviceID string) error
+}
+
+// Passkeys stores users' WebAuthn credentials.
+type Passkeys interface {
+	// CreatePasskey inserts a passkey; an existing ID is ErrAlreadyExists.
+	CreatePasskey(ctx context.Context, p Passkey) error
+	// ListPasskeys returns the user's passkeys, oldest first.
+	ListPasskeys(ctx context.Context, subject string) ([]Passkey, error)
+	// UpdatePasskey loads the passkey by ID, applies fn, and saves it, atomically.
+	UpdatePasskey(ctx context.Context, id string, fn func(*Passkey) error) (Passkey, error)
 }
 
 // Store is everything the use cases persist.
@@ -127,6 +149,8 @@ type Store interface {
 	Keys
 	Audit
 	Outbox
+	Notifications
+	Passkeys
 
 	// InTx runs fn with a Store whose methods all act in one transaction, committed when fn returns
 	// nil and rolled back otherwise. fn must only call the store and compute: backends may run it on a

@@ -99,6 +99,10 @@ const (
 	AuditKeyCreated       = "key.created"
 	AuditKeyRotated       = "key.rotated"
 	AuditOutboxDead       = "outbox.dead"
+	AuditRequestReported  = "request.reported"
+	AuditRequestReminded  = "request.reminded"
+	AuditPushSubscribed   = "push.subscribed"
+	AuditPasskeyAdded     = "passkey.added"
 )
 
 // AuditFilter selects audit events; zero fields match everything.

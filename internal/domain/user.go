@@ -11,6 +11,11 @@ type User struct {
 	Subject string
 	Email   string
 	Name    string
+	// Phone is an E.164 number for SMS notifications; empty for none.
+	Phone string
+	// Channels lists the notification channels to try, in order ("webpush", "email", "sms",
+	// "webhook"); empty uses the server's default.
+	Channels []string
 	// UserCodeHash is a salted slow hash of the user's optional user_code (CIBA section 7.1);
 	// empty when the user has none. User codes are chosen by people, so they get a slow hash.
 	UserCodeHash string
@@ -61,4 +66,29 @@ func (e *Enrollment) Use(now time.Time, deviceID string) error {
 	e.UsedAt = now
 	e.DeviceID = deviceID
 	return nil
+}
+
+// PushSubscription is a device's Web Push subscription (RFC 8030), as the browser's PushManager gave
+// it. A device has at most one.
+type PushSubscription struct {
+	DeviceID string
+	Subject  string
+	Endpoint string
+	// P256DH and Auth are the subscription's keys (base64url), used to encrypt payloads (RFC 8291).
+	P256DH    string
+	Auth      string
+	CreatedAt time.Time
+}
+
+// Passkey is a WebAuthn credential a user registered for step-up user verification.
+type Passkey struct {
+	// ID is the credential ID, base64url.
+	ID       string
+	Subject  string
+	DeviceID string
+	Name     string
+	// Credential is the verifier's record of the credential (public key, sign count, flags) as JSON.
+	Credential json.RawMessage
+	CreatedAt  time.Time
+	LastUsedAt time.Time
 }

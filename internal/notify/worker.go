@@ -167,10 +167,10 @@ func (w *Worker) deliver(ctx context.Context, m domain.OutboxMessage) error {
 	}
 	now := w.clock.Now()
 	var permanent *PermanentError
-	dead := sendErr != nil && (errors.As(sendErr, &permanent) || m.Attempts+1 >= w.opts.MaxAttempts)
+	dead := sendErr != nil && (errors.As(sendErr, &permanent) || m.Attempts >= w.opts.MaxAttempts)
 	return w.store.InTx(ctx, func(tx domain.Store) error {
+		// Attempts was counted when the message was claimed, before this attempt was made.
 		updated, err := tx.UpdateOutbox(ctx, m.ID, func(o *domain.OutboxMessage) error {
-			o.Attempts++
 			o.LeaseUntil = time.Time{}
 			switch {
 			case sendErr == nil:

@@ -31,6 +31,7 @@ func (s *Server) handleBackchannel(w http.ResponseWriter, r *http.Request) error
 		return err
 	}
 	// 200, not 201: oauth4webapi accepts only 200 here.
-	writeJSON(w, http.StatusOK, oauth.BackchannelResponse{AuthReqID: res.AuthReqID, ExpiresIn: res.ExpiresIn, Interval: res.Interval})
+	writeJSON(w, http.StatusOK, oauth.BackchannelResponse{AuthReqID: res.AuthReqID, ExpiresIn: res.ExpiresIn, Interval: res.Interval,
+		VerificationCode: res.VerificationCode})
 	return nil
 }

@@ -86,6 +86,9 @@ func (s *Server) handleGetRequest(w http.ResponseWriter, r *http.Request, dev do
 func (s *Server) handleDecision(w http.ResponseWriter, r *http.Request) error {
 	var body struct {
 		SignedDecision string `json:"signed_decision"`
+		// WebAuthn is a passkey assertion over SHA-256(signed_decision), for requests that require
+		// user verification.
+		WebAuthn json.RawMessage `json:"webauthn"`
 	}
 	if err := readJSON(r, &body); err != nil {
 		return err
@@ -93,7 +96,7 @@ func (s *Server) handleDecision(w http.ResponseWriter, r *http.Request) error {
 	if body.SignedDecision == "" {
 		return oauth.NewError(oauth.ErrInvalidRequest, "signed_decision is required")
 	}
-	v, err := s.svc.Decide(r.Context(), r.PathValue("id"), body.SignedDecision)
+	v, err := s.svc.Decide(r.Context(), r.PathValue("id"), body.SignedDecision, body.WebAuthn)
 	if err != nil {
 		return err
 	}
@@ -125,5 +128,79 @@ func (s *Server) handleRemoveDevice(w http.ResponseWriter, r *http.Request, dev 
 		return err
 	}
 	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+// handleDeviceConfig tells an authenticator app what it needs before it is enrolled: the issuer and
+// the VAPID public key to subscribe to Web Push with.
+func (s *Server) handleDeviceConfig(w http.ResponseWriter, r *http.Request) error {
+	public, _, err := s.svc.VAPIDKeys(r.Context())
+	if err != nil {
+		return err
+	}
+	h := w.Header()
+	h.Set("Content-Type", "application/json")
+	h.Set("Cache-Control", "public, max-age=300")
+	return json.NewEncoder(w).Encode(map[string]string{"issuer": s.svc.Issuer(), "vapid_public_key": public})
+}
+
+// handlePutPushSubscription stores the device's Web Push subscription (PushSubscription.toJSON()).
+func (s *Server) handlePutPushSubscription(w http.ResponseWriter, r *http.Request, dev domain.Device) error {
+	var body struct {
+		Endpoint string `json:"endpoint"`
+		Keys     struct {
+			P256DH string `json:"p256dh"`
+			Auth   string `json:"auth"`
+		} `json:"keys"`
+	}
+	if err := readJSON(r, &body); err != nil {
+		return err
+	}
+	if err := s.svc.SetPushSubscription(r.Context(), dev, body.Endpoint, body.Keys.P256DH, body.Keys.Auth); err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+func (s *Server) handleDeletePushSubscription(w http.ResponseWriter, r *http.Request, dev domain.Device) error {
+	if err := s.svc.RemovePushSubscription(r.Context(), dev); err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+// handlePasskeyOptions starts a passkey registration: {"publicKey": creation options}.
+func (s *Server) handlePasskeyOptions(w http.ResponseWriter, r *http.Request, dev domain.Device) error {
+	creation, err := s.svc.PasskeyOptions(r.Context(), dev)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, creation)
+	return nil
+}
+
+// handleAddPasskey finishes a passkey registration with the browser's credential (JSON with
+// base64url fields, as PublicKeyCredential.toJSON() gives it) and an optional ?name=.
+func (s *Server) handleAddPasskey(w http.ResponseWriter, r *http.Request, dev domain.Device) error {
+	body, err := io.ReadAll(io.LimitReader(r.Body, maxDeviceBody+1))
+	if err != nil || len(body) > maxDeviceBody {
+		return oauth.NewError(oauth.ErrInvalidRequest, "could not read the body")
+	}
+	v, err := s.svc.RegisterPasskey(r.Context(), dev, body, r.URL.Query().Get("name"))
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusCreated, v)
+	return nil
+}
+
+func (s *Server) handleListPasskeys(w http.ResponseWriter, r *http.Request, dev domain.Device) error {
+	list, err := s.svc.Passkeys(r.Context(), dev)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"passkeys": list})
 	return nil
 }

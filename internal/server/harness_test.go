@@ -12,6 +12,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -184,7 +185,9 @@ func newHarnessSync(t testing.TB, synchronous string, opts ...harnessOption) *ha
 
 	// The issuer must be known before the server starts: start the listener first.
 	h.srv = httptest.NewUnstartedServer(nil)
-	issuer := "http://" + h.srv.Listener.Addr().String() + "/"
+	// localhost rather than 127.0.0.1: WebAuthn relying parties must be domain names.
+	_, port, _ := net.SplitHostPort(h.srv.Listener.Addr().String())
+	issuer := "http://localhost:" + port + "/"
 
 	dt, err := authz.NewDetailTypes([]authz.DetailTypeConfig{
 		{Name: "trade_order", Display: "{{.side}} {{.quantity}} {{.symbol}} ({{.order_type}})", Schema: json.RawMessage(tradeOrderSchema)},
@@ -321,7 +324,7 @@ func (h *harness) enrollWith(sub string, hc *http.Client) *authenticator.Device 
 	return dev
 }
 
-func (h *harness) url(path string) string { return strings.TrimSuffix(h.srv.URL, "/") + path }
+func (h *harness) url(path string) string { return strings.TrimSuffix(h.issuer(), "/") + path }
 
 func (h *harness) issuer() string { return h.svc.Issuer() }
 
@@ -509,4 +512,12 @@ func must[T any](t *testing.T, v T, err error) T {
 		t.Fatal(err)
 	}
 	return v
+}
+
+func authDecision(code string) authenticator.DecisionOptions {
+	return authenticator.DecisionOptions{VerificationCode: code}
+}
+
+func reportDecision() authenticator.DecisionOptions {
+	return authenticator.DecisionOptions{Report: true}
 }

@@ -48,6 +48,12 @@ func (s *Server) routes(extra map[string]http.Handler) http.Handler {
 	handle("GET", pathDeviceAPI+"/history", s.endpoint(kindDevice, s.device(s.handleHistory)))
 	handle("GET", pathDeviceAPI+"/devices", s.endpoint(kindDevice, s.device(s.handleListDevices)))
 	handle("DELETE", pathDeviceAPI+"/devices/{id}", s.endpoint(kindDevice, s.device(s.handleRemoveDevice)))
+	handle("GET", pathDeviceAPI+"/config", s.endpoint(kindDevice, s.handleDeviceConfig))
+	handle("PUT", pathDeviceAPI+"/push-subscription", s.endpoint(kindDevice, s.device(s.handlePutPushSubscription)))
+	handle("DELETE", pathDeviceAPI+"/push-subscription", s.endpoint(kindDevice, s.device(s.handleDeletePushSubscription)))
+	handle("POST", pathDeviceAPI+"/passkeys/options", s.endpoint(kindDevice, s.device(s.handlePasskeyOptions)))
+	handle("POST", pathDeviceAPI+"/passkeys", s.endpoint(kindDevice, s.device(s.handleAddPasskey)))
+	handle("GET", pathDeviceAPI+"/passkeys", s.endpoint(kindDevice, s.device(s.handleListPasskeys)))
 
 	// The invitation link's landing page.
 	handle("GET", "/enroll", http.HandlerFunc(s.handleEnrollPage))

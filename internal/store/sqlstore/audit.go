@@ -83,9 +83,11 @@ const outboxCols = `id, kind, request_id, target, payload, status, attempts, nex
 const (
 	sqlEnqueueOutbox = `INSERT INTO outbox (kind, request_id, target, payload, status, attempts, next_attempt_at,
  lease_until, last_error, created_at, delivered_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`
-	// The claim is one statement: pick the due, unleased messages and lease them. SQLite runs it under
-	// the write lock; PostgreSQL locks the picked rows and skips rows another claim is taking.
-	sqlClaimOutbox = `UPDATE outbox SET lease_until = ? WHERE id IN (
+	// The claim is one statement: pick the due, unleased messages, lease them and count the attempt
+	// about to be made, so that an attempt is recorded before it is made (a worker that crashes
+	// mid-delivery still used one up). RETURNING gives the rows as updated. SQLite runs it under the
+	// write lock; PostgreSQL locks the picked rows and skips rows another claim is taking.
+	sqlClaimOutbox = `UPDATE outbox SET lease_until = ?, attempts = attempts + 1 WHERE id IN (
  SELECT id FROM outbox
  WHERE status = ? AND (next_attempt_at IS NULL OR next_attempt_at <= ?) AND (lease_until IS NULL OR lease_until <= ?)
  ORDER BY next_attempt_at, id LIMIT ?` + skipLockedMarker + `)

@@ -14,8 +14,9 @@
 // Hashes and private keys are BLOBs. JSON values (authorization_details, JWKS, device keys, audit
 // details, outbox payloads) are TEXT stored byte for byte, NULL when empty. String lists (scopes,
 // audiences, ...) are JSON arrays in TEXT, NULL when empty, so nil and empty lists both come back nil.
-// A foreign key violation (a device, enrollment or request for a user that does not exist) is
-// domain.ErrNotFound; a unique violation is domain.ErrAlreadyExists.
+// Booleans are INTEGER 0 or 1. A foreign key violation (a device, enrollment, request or passkey for
+// a user that does not exist, a push subscription for a device that does not exist or is not the
+// subscription's Subject's) is domain.ErrNotFound; a unique violation is domain.ErrAlreadyExists.
 //
 // # Concurrency: a read pool and one group-committing writer
 //

@@ -13,11 +13,12 @@ import (
 const requestCols = `id, auth_req_id_hash, client_id, client_name, subject, scope, audience, binding_message,
  authorization_details, acr_values, delivery_mode, notification_token, callback_auth_req_id, status, created_at, expires_at,
  interval_ns, receipt_device_id, receipt_decision, receipt_shown_sha256, receipt_signature,
- receipt_decided_at, decided_at, redeemed_at`
+ receipt_decided_at, decided_at, redeemed_at, verification_code, require_user_verification, reminded_at,
+ receipt_reported, receipt_user_verified`
 
 const (
 	sqlCreateRequest = `INSERT INTO requests (` + requestCols + `)
- VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
+ VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
 	sqlGetRequest          = `SELECT ` + requestCols + ` FROM requests WHERE id = ?`
 	sqlGetRequestForUpdate = sqlGetRequest + lockMarker
 	// The token endpoint's query, run on every poll: one lookup in the auth_req_id_hash index.
@@ -26,7 +27,8 @@ const (
  subject = ?, scope = ?, audience = ?, binding_message = ?, authorization_details = ?, acr_values = ?,
  delivery_mode = ?, notification_token = ?, callback_auth_req_id = ?, status = ?, created_at = ?, expires_at = ?, interval_ns = ?,
  receipt_device_id = ?, receipt_decision = ?, receipt_shown_sha256 = ?, receipt_signature = ?,
- receipt_decided_at = ?, decided_at = ?, redeemed_at = ? WHERE id = ?`
+ receipt_decided_at = ?, decided_at = ?, redeemed_at = ?, verification_code = ?, require_user_verification = ?,
+ reminded_at = ?, receipt_reported = ?, receipt_user_verified = ? WHERE id = ?`
 	// Two scalar subqueries, each answered from its own index.
 	sqlCountRequests = `SELECT
  (SELECT COUNT(*) FROM requests WHERE subject = ? AND status = ? AND expires_at > ?),
@@ -45,6 +47,8 @@ type requestRow struct {
 	rcptDevice, rcptDecision, rcptSig sql.NullString
 	rcptShown                         []byte
 	rcptDecided, decided, redeemed    sql.NullInt64
+	reminded                          sql.NullInt64
+	rcptReported, rcptUserVerified    sql.NullBool
 	dest                              []any
 }
 
@@ -53,7 +57,8 @@ func newRequestRow() *requestRow {
 	x.dest = []any{&x.r.ID, &x.r.AuthReqIDHash, &x.r.ClientID, &x.r.ClientName, &x.r.Subject, &x.scope,
 		&x.audience, &x.r.BindingMessage, (*[]byte)(&x.r.AuthorizationDetails), &x.acr, &x.deliveryMode,
 		&x.r.NotificationToken, &x.r.CallbackAuthReqID, &x.status, &x.created, &x.expires, &x.interval, &x.rcptDevice,
-		&x.rcptDecision, &x.rcptShown, &x.rcptSig, &x.rcptDecided, &x.decided, &x.redeemed}
+		&x.rcptDecision, &x.rcptShown, &x.rcptSig, &x.rcptDecided, &x.decided, &x.redeemed, &x.r.VerificationCode,
+		&x.r.RequireUserVerification, &x.reminded, &x.rcptReported, &x.rcptUserVerified}
 	return x
 }
 
@@ -75,6 +80,7 @@ func (x *requestRow) request() (domain.Request, error) {
 	r.CreatedAt, r.ExpiresAt = decTime(x.created), decTime(x.expires)
 	r.Interval = time.Duration(x.interval)
 	r.DecidedAt, r.RedeemedAt = decTime(x.decided), decTime(x.redeemed)
+	r.RemindedAt = decTime(x.reminded)
 	if x.rcptDecision.Valid {
 		r.Receipt = &domain.Receipt{
 			DeviceID:    x.rcptDevice.String,
@@ -82,6 +88,9 @@ func (x *requestRow) request() (domain.Request, error) {
 			ShownSHA256: decBytes(x.rcptShown),
 			Signature:   x.rcptSig.String,
 			DecidedAt:   decTime(x.rcptDecided),
+			// NULL (a receipt stored before these flags existed) reads as false.
+			Reported:     x.rcptReported.Bool,
+			UserVerified: x.rcptUserVerified.Bool,
 		}
 	}
 	var err error
@@ -111,15 +120,18 @@ func requestArgs(r *domain.Request) ([]any, error) {
 	if err != nil {
 		return nil, err
 	}
-	var rcptDevice, rcptDecision, rcptShown, rcptSig, rcptDecided any
+	// Every receipt_* column is NULL when there is no receipt; receipt_decision tells which.
+	var rcptDevice, rcptDecision, rcptShown, rcptSig, rcptDecided, rcptReported, rcptUserVerified any
 	if rc := r.Receipt; rc != nil {
 		rcptDevice, rcptDecision, rcptShown = rc.DeviceID, string(rc.Decision), encBytes(rc.ShownSHA256)
 		rcptSig, rcptDecided = rc.Signature, encTime(rc.DecidedAt)
+		rcptReported, rcptUserVerified = rc.Reported, rc.UserVerified
 	}
 	return []any{encBytes(r.AuthReqIDHash), r.ClientID, r.ClientName, r.Subject, scope, audience,
 		r.BindingMessage, encJSON(r.AuthorizationDetails), acr, string(r.DeliveryMode), r.NotificationToken,
 		r.CallbackAuthReqID, string(r.Status), encTime(r.CreatedAt), encTime(r.ExpiresAt), int64(r.Interval), rcptDevice,
-		rcptDecision, rcptShown, rcptSig, rcptDecided, encTime(r.DecidedAt), encTime(r.RedeemedAt)}, nil
+		rcptDecision, rcptShown, rcptSig, rcptDecided, encTime(r.DecidedAt), encTime(r.RedeemedAt), r.VerificationCode,
+		r.RequireUserVerification, encTime(r.RemindedAt), rcptReported, rcptUserVerified}, nil
 }
 
 func (o ops) CreateRequest(ctx context.Context, r domain.Request) error {
@@ -176,6 +188,7 @@ func (o ops) UpdateRequest(ctx context.Context, id string, fn func(*domain.Reque
 	}
 	r.CreatedAt, r.ExpiresAt = normTime(r.CreatedAt), normTime(r.ExpiresAt)
 	r.DecidedAt, r.RedeemedAt = normTime(r.DecidedAt), normTime(r.RedeemedAt)
+	r.RemindedAt = normTime(r.RemindedAt)
 	if r.Receipt != nil {
 		rc := *r.Receipt // a copy: the caller's receipt is not ours to change
 		rc.DecidedAt = normTime(rc.DecidedAt)

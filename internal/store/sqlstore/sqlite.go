@@ -50,8 +50,9 @@ func mapSQLiteErr(err error) error {
 		case sqlite3.SQLITE_CONSTRAINT_UNIQUE, sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY:
 			return fmt.Errorf("%w: %w", domain.ErrAlreadyExists, err)
 		case sqlite3.SQLITE_CONSTRAINT_FOREIGNKEY:
-			// The only foreign keys point at users: the subject does not exist.
-			return fmt.Errorf("%w: no such user: %w", domain.ErrNotFound, err)
+			// Foreign keys point at users (by subject) and, for push subscriptions, at the device
+			// with its owner: what was referred to does not exist. SQLite does not say which key.
+			return fmt.Errorf("%w: no such user or device: %w", domain.ErrNotFound, err)
 		}
 	}
 	return err

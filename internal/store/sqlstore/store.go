@@ -328,7 +328,8 @@ func (s *Store) EnqueueOutbox(ctx context.Context, m domain.OutboxMessage) (int6
 }
 
 // ClaimOutbox leases up to limit pending messages that are due at now and not leased, until
-// leaseUntil, and returns them oldest due first. Claims are write units, so two never overlap.
+// leaseUntil, increments their Attempts in the same statement, and returns them (as updated) oldest
+// due first. Claims are write units, so two never overlap.
 func (s *Store) ClaimOutbox(ctx context.Context, now, leaseUntil time.Time, limit int) ([]domain.OutboxMessage, error) {
 	var out []domain.OutboxMessage
 	err := s.write(ctx, func(tx *txStore) (err error) {
@@ -357,4 +358,49 @@ func (s *Store) UpdateOutbox(ctx context.Context, id int64, fn func(*domain.Outb
 // ListOutbox returns messages in a status (all when empty), newest first, up to limit (0: 100).
 func (s *Store) ListOutbox(ctx context.Context, status domain.OutboxStatus, limit int) ([]domain.OutboxMessage, error) {
 	return s.r.ListOutbox(ctx, status, limit)
+}
+
+// Notifications.
+
+// PutPushSubscription inserts or replaces the device's Web Push subscription. The device must exist
+// and belong to the subscription's Subject, or it is domain.ErrNotFound.
+func (s *Store) PutPushSubscription(ctx context.Context, sub domain.PushSubscription) error {
+	return s.write(ctx, func(tx *txStore) error { return tx.PutPushSubscription(ctx, sub) })
+}
+
+// ListPushSubscriptions returns the user's subscriptions, oldest first.
+func (s *Store) ListPushSubscriptions(ctx context.Context, subject string) ([]domain.PushSubscription, error) {
+	return s.r.ListPushSubscriptions(ctx, subject)
+}
+
+// DeletePushSubscription removes the device's subscription; a missing one is not an error.
+func (s *Store) DeletePushSubscription(ctx context.Context, deviceID string) error {
+	return s.write(ctx, func(tx *txStore) error { return tx.DeletePushSubscription(ctx, deviceID) })
+}
+
+// Passkeys.
+
+// CreatePasskey inserts a passkey; an existing ID is domain.ErrAlreadyExists, an unknown subject
+// domain.ErrNotFound.
+func (s *Store) CreatePasskey(ctx context.Context, p domain.Passkey) error {
+	return s.write(ctx, func(tx *txStore) error { return tx.CreatePasskey(ctx, p) })
+}
+
+// ListPasskeys returns the user's passkeys, oldest first.
+func (s *Store) ListPasskeys(ctx context.Context, subject string) ([]domain.Passkey, error) {
+	return s.r.ListPasskeys(ctx, subject)
+}
+
+// UpdatePasskey loads a passkey, applies fn and saves the result, in one write unit. When fn fails
+// nothing is saved and its error is returned.
+func (s *Store) UpdatePasskey(ctx context.Context, id string, fn func(*domain.Passkey) error) (domain.Passkey, error) {
+	var out domain.Passkey
+	err := s.write(ctx, func(tx *txStore) (err error) {
+		out, err = tx.UpdatePasskey(ctx, id, fn)
+		return err
+	})
+	if err != nil {
+		return domain.Passkey{}, err
+	}
+	return out, nil
 }

@@ -9,17 +9,17 @@ import (
 	"github.com/countersign/countersign/internal/domain"
 )
 
-const userCols = `subject, email, name, user_code_hash, created_at, updated_at`
+const userCols = `subject, email, name, phone, channels, user_code_hash, created_at, updated_at`
 
 const (
 	sqlGetUser        = `SELECT ` + userCols + ` FROM users WHERE subject = ?`
 	sqlGetUserByEmail = `SELECT ` + userCols + ` FROM users WHERE email_lower = ?`
 	sqlListUsers      = `SELECT ` + userCols + ` FROM users ORDER BY subject`
-	sqlPutUser        = `INSERT INTO users (subject, email, email_lower, name, user_code_hash, created_at, updated_at)
- VALUES (?, ?, ?, ?, ?, ?, ?)
+	sqlPutUser        = `INSERT INTO users (subject, email, email_lower, name, phone, channels, user_code_hash,
+ created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
  ON CONFLICT (subject) DO UPDATE SET email = excluded.email, email_lower = excluded.email_lower,
- name = excluded.name, user_code_hash = excluded.user_code_hash, created_at = excluded.created_at,
- updated_at = excluded.updated_at`
+ name = excluded.name, phone = excluded.phone, channels = excluded.channels,
+ user_code_hash = excluded.user_code_hash, created_at = excluded.created_at, updated_at = excluded.updated_at`
 )
 
 // emailKey is the form of an email that uniqueness and lookups use, NULL for no email. Go folds the
@@ -33,20 +33,25 @@ func emailKey(email string) any {
 
 type userRow struct {
 	u                domain.User
+	channels         sql.NullString
 	created, updated sql.NullInt64
 	dest             []any
 }
 
 func newUserRow() *userRow {
 	r := &userRow{}
-	r.dest = []any{&r.u.Subject, &r.u.Email, &r.u.Name, &r.u.UserCodeHash, &r.created, &r.updated}
+	r.dest = []any{&r.u.Subject, &r.u.Email, &r.u.Name, &r.u.Phone, &r.channels, &r.u.UserCodeHash, &r.created, &r.updated}
 	return r
 }
 
-func (r *userRow) user() domain.User {
+func (r *userRow) user() (domain.User, error) {
 	u := r.u
 	u.CreatedAt, u.UpdatedAt = decTime(r.created), decTime(r.updated)
-	return u
+	var err error
+	if u.Channels, err = decStrings(r.channels); err != nil {
+		return domain.User{}, err
+	}
+	return u, nil
 }
 
 func (o ops) GetUser(ctx context.Context, subject string) (domain.User, error) {
@@ -54,7 +59,7 @@ func (o ops) GetUser(ctx context.Context, subject string) (domain.User, error) {
 	if err := o.x.queryRow(ctx, sqlGetUser, []any{subject}, r.dest...); err != nil {
 		return domain.User{}, missing(err, "user", subject)
 	}
-	return r.user(), nil
+	return r.user()
 }
 
 func (o ops) GetUserByEmail(ctx context.Context, email string) (domain.User, error) {
@@ -66,7 +71,7 @@ func (o ops) GetUserByEmail(ctx context.Context, email string) (domain.User, err
 	if err := o.x.queryRow(ctx, sqlGetUserByEmail, []any{key}, r.dest...); err != nil {
 		return domain.User{}, missing(err, "user with email", email)
 	}
-	return r.user(), nil
+	return r.user()
 }
 
 func (o ops) ListUsers(ctx context.Context) ([]domain.User, error) {
@@ -81,14 +86,22 @@ func (o ops) ListUsers(ctx context.Context) ([]domain.User, error) {
 		if err := rows.Scan(r.dest...); err != nil {
 			return nil, err
 		}
-		out = append(out, r.user())
+		u, err := r.user()
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, u)
 	}
 	return out, rows.Err()
 }
 
 func (o ops) PutUser(ctx context.Context, u domain.User) error {
-	_, err := o.x.exec(ctx, sqlPutUser, u.Subject, u.Email, emailKey(u.Email), u.Name, u.UserCodeHash,
-		encTime(u.CreatedAt), encTime(u.UpdatedAt))
+	channels, err := encStrings(u.Channels)
+	if err != nil {
+		return err
+	}
+	_, err = o.x.exec(ctx, sqlPutUser, u.Subject, u.Email, emailKey(u.Email), u.Name, u.Phone, channels,
+		u.UserCodeHash, encTime(u.CreatedAt), encTime(u.UpdatedAt))
 	return err
 }
 

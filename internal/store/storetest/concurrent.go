@@ -1,6 +1,7 @@
 package storetest
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"sync"
@@ -170,6 +171,9 @@ var concurrentTests = []test{
 				mu.Lock()
 				for _, m := range got {
 					claimed[m.ID]++
+					if m.Attempts != 1 {
+						t.Errorf("message %d claimed once: Attempts %d, want 1", m.ID, m.Attempts)
+					}
 				}
 				total += len(got)
 				more := total <= messages // a store that hands messages out again must not loop forever
@@ -189,6 +193,49 @@ var concurrentTests = []test{
 			if n != 1 {
 				t.Errorf("message %d claimed %d times", id, n)
 			}
+		}
+	}},
+	{"Concurrent/PushSubscriptionOnePerDevice", func(t *testing.T, s domain.Store) {
+		// Racing puts for one device (a browser renewing its subscription in two tabs) leave one.
+		seedDevices(t, s, fullDevice("dev", alice, at(0)))
+		errs := race(racers, func(i int) error {
+			return s.PutPushSubscription(t.Context(), fullPushSubscription("dev", alice, at(time.Duration(i)*time.Second)))
+		})
+		for i, err := range errs {
+			ok(t, fmt.Sprint("PutPushSubscription #", i), err)
+		}
+		subs := listPush(t, s, alice)
+		if len(subs) != 1 {
+			t.Errorf("subscriptions of one device after racing puts: got %d, want 1", len(subs))
+		}
+	}},
+	{"Concurrent/UpdatePasskeyNoLostUpdate", func(t *testing.T, s domain.Store) {
+		// Every assertion bumps the sign count; none may be lost.
+		seedUsers(t, s)
+		ok(t, "CreatePasskey", s.CreatePasskey(t.Context(), domain.Passkey{
+			ID: "cred", Subject: alice, Credential: json.RawMessage(`{"sign_count":0}`), CreatedAt: at(0),
+		}))
+		errs := race(racers, func(int) error {
+			_, err := s.UpdatePasskey(t.Context(), "cred", func(p *domain.Passkey) error {
+				var c struct {
+					SignCount int `json:"sign_count"`
+				}
+				if err := json.Unmarshal(p.Credential, &c); err != nil {
+					return err
+				}
+				c.SignCount++
+				b, err := json.Marshal(c)
+				p.Credential = b
+				return err
+			})
+			return err
+		})
+		for i, err := range errs {
+			ok(t, fmt.Sprint("UpdatePasskey #", i), err)
+		}
+		ps := listPasskeys(t, s, alice)
+		if want := fmt.Sprintf(`{"sign_count":%d}`, racers); len(ps) != 1 || string(ps[0].Credential) != want {
+			t.Errorf("passkey after %d racing updates: %+v, want credential %s", racers, ps, want)
 		}
 	}},
 	{"Concurrent/IndependentTransactions", func(t *testing.T, s domain.Store) {

@@ -68,6 +68,8 @@ func fullUser(subject, email string) domain.User {
 		Subject:      subject,
 		Email:        email,
 		Name:         "Name of " + subject,
+		Phone:        "+33612345678",
+		Channels:     []string{"sms", "webpush", "email"}, // the user's order, which must be kept
 		UserCodeHash: "$argon2id$v=19$m=65536,t=3,p=4$c2FsdHNhbHQ$aGFzaGhhc2g",
 		CreatedAt:    at(0),
 		UpdatedAt:    at(time.Second),
@@ -88,23 +90,25 @@ func fullDevice(id, subject string, created time.Time) domain.Device {
 // pendingRequest is a request as the backchannel endpoint creates it.
 func pendingRequest(id, subject, clientID string, created time.Time) domain.Request {
 	return domain.Request{
-		ID:                   id,
-		AuthReqIDHash:        sha("auth-req-id-" + id),
-		ClientID:             clientID,
-		ClientName:           "Trading agent",
-		Subject:              subject,
-		Scope:                []string{"openid", "trade:write"},
-		Audience:             []string{"https://api.tradepro.example"},
-		BindingMessage:       "Buy 100 ACME at 12.50 — code W4K7",
-		AuthorizationDetails: json.RawMessage(details),
-		ACRValues:            []string{"urn:countersign:device"},
-		DeliveryMode:         domain.DeliveryPoll,
-		NotificationToken:    "notification-token-" + id,
-		CallbackAuthReqID:    "auth-req-id-" + id,
-		Status:               domain.StatusPending,
-		CreatedAt:            created,
-		ExpiresAt:            created.Add(5 * time.Minute),
-		Interval:             5 * time.Second,
+		ID:                      id,
+		AuthReqIDHash:           sha("auth-req-id-" + id),
+		ClientID:                clientID,
+		ClientName:              "Trading agent",
+		Subject:                 subject,
+		Scope:                   []string{"openid", "trade:write"},
+		Audience:                []string{"https://api.tradepro.example"},
+		BindingMessage:          "Buy 100 ACME at 12.50 — code W4K7",
+		AuthorizationDetails:    json.RawMessage(details),
+		ACRValues:               []string{"urn:countersign:device"},
+		DeliveryMode:            domain.DeliveryPoll,
+		NotificationToken:       "notification-token-" + id,
+		VerificationCode:        "07", // a leading zero: a code is a string, not a number
+		RequireUserVerification: true,
+		CallbackAuthReqID:       "auth-req-id-" + id,
+		Status:                  domain.StatusPending,
+		CreatedAt:               created,
+		ExpiresAt:               created.Add(5 * time.Minute),
+		Interval:                5 * time.Second,
 	}
 }
 
@@ -114,7 +118,11 @@ func decidedRequest(id, subject, clientID string, created time.Time) domain.Requ
 	r.DeliveryMode = domain.DeliveryPush
 	r.Status = domain.StatusApproved
 	r.Interval = 7*time.Second + 500*time.Millisecond
+	r.RemindedAt = created.Add(30*time.Second + time.Millisecond)
 	rc := receipt("dev-1", domain.DecisionApprove, created.Add(time.Minute))
+	// Use cases set Reported on denials only; the store keeps whatever it is given, and the fixture
+	// must set every field. Request/ReceiptFlags checks each flag on its own.
+	rc.Reported, rc.UserVerified = true, true
 	r.Receipt = &rc
 	r.DecidedAt = created.Add(time.Minute + time.Millisecond)
 	r.RedeemedAt = created.Add(2 * time.Minute)
@@ -189,6 +197,34 @@ func fullMessage() domain.OutboxMessage {
 	return m
 }
 
+// fullPushSubscription has every field set, as a browser's PushManager gives them.
+func fullPushSubscription(deviceID, subject string, created time.Time) domain.PushSubscription {
+	return domain.PushSubscription{
+		DeviceID:  deviceID,
+		Subject:   subject,
+		Endpoint:  "https://fcm.googleapis.com/fcm/send/c1KrmpTuRm0:APA91bE-" + deviceID,
+		P256DH:    "BNcRdreALRFXTkOOUHK1EtK2wtaz5Ry4YfYCA_0QTpQtUbVlUls0VJXg7A8u-Ts1XbjhazAkj7I99e8QcYP7DkM",
+		Auth:      "tBHItJI5svbpez7KI4CCXg-" + deviceID,
+		CreatedAt: created,
+	}
+}
+
+// credential is a verifier's record of a WebAuthn credential, with spacing to keep byte for byte.
+const credential = `{"public_key": "pQECAyYgASFYIPi7aC9Y", "sign_count":7,  "flags":{"be":true,"bs":false}}`
+
+// usedPasskey has every field set.
+func usedPasskey(id, subject string, created time.Time) domain.Passkey {
+	return domain.Passkey{
+		ID:         id,
+		Subject:    subject,
+		DeviceID:   "dev-" + subject,
+		Name:       "YubiKey 5 ✓ " + id,
+		Credential: json.RawMessage(credential),
+		CreatedAt:  created,
+		LastUsedAt: created.Add(time.Hour),
+	}
+}
+
 func revokedDevice(id, subject string, created time.Time) domain.Device {
 	d := fullDevice(id, subject, created)
 	d.RevokedAt = created.Add(time.Hour)
@@ -228,6 +264,8 @@ var fixtureTests = []test{
 			{"retiredKey", retiredKey("k", at(0)), nil},
 			{"event", event(1, "t", "u", "c", "r"), []string{"ID"}},
 			{"fullMessage", fullMessage(), []string{"ID", "Status"}},
+			{"fullPushSubscription", fullPushSubscription("d", "u", at(0)), nil},
+			{"usedPasskey", usedPasskey("p", "u", at(0)), nil},
 		} {
 			var unset []string
 			unsetFields("", reflect.ValueOf(f.value), f.skip, &unset)
@@ -290,10 +328,12 @@ func peekEnrollment(ctx context.Context, s domain.Store, codeHash []byte) (domai
 	return s.UpdateEnrollment(ctx, codeHash, func(*domain.Enrollment) error { return nil })
 }
 
-func requestID(r domain.Request) string      { return r.ID }
-func deviceID(d domain.Device) string        { return d.ID }
-func keyID(k domain.SigningKey) string       { return k.ID }
-func clientID(c domain.Client) string        { return c.ID }
-func userSubject(u domain.User) string       { return u.Subject }
-func outboxID(m domain.OutboxMessage) string { return fmt.Sprint(m.ID) }
-func auditType(e domain.AuditEvent) string   { return e.Type }
+func requestID(r domain.Request) string           { return r.ID }
+func deviceID(d domain.Device) string             { return d.ID }
+func keyID(k domain.SigningKey) string            { return k.ID }
+func clientID(c domain.Client) string             { return c.ID }
+func userSubject(u domain.User) string            { return u.Subject }
+func outboxID(m domain.OutboxMessage) string      { return fmt.Sprint(m.ID) }
+func pushDevice(p domain.PushSubscription) string { return p.DeviceID }
+func passkeyID(p domain.Passkey) string           { return p.ID }
+func auditType(e domain.AuditEvent) string        { return e.Type }

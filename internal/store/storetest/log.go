@@ -196,7 +196,7 @@ var outboxTests = []test{
 		sameSet(t, "claimed: due, pending and unleased", dueIDs, claimedIDs(got))
 		for _, m := range got {
 			want := map[int64]domain.OutboxMessage{ids[0]: due, ids[1]: dueNow, ids[2]: immediate}[m.ID]
-			want.ID, want.Status, want.LeaseUntil = m.ID, domain.OutboxPending, lease
+			want.ID, want.Status, want.LeaseUntil, want.Attempts = m.ID, domain.OutboxPending, lease, 1
 			same(t, "claimed message", want, m)
 		}
 
@@ -211,6 +211,70 @@ var outboxTests = []test{
 		got, err = s.ClaimOutbox(ctx, now.Add(time.Minute), now.Add(2*time.Minute), 10)
 		ok(t, "ClaimOutbox", err)
 		sameSet(t, "claimed after the lease ended", append(dueIDs, fmt.Sprint(ids[3])), claimedIDs(got))
+		for _, m := range got {
+			// Refused claims (leased messages) count no attempt.
+			want := map[int64]int{ids[0]: 2, ids[1]: 2, ids[2]: 2, ids[3]: 1}[m.ID]
+			if m.Attempts != want {
+				t.Errorf("message %d claimed again: Attempts %d, want %d", m.ID, m.Attempts, want)
+			}
+		}
+	}},
+	{"Outbox/ClaimCountsAttempts", func(t *testing.T, s domain.Store) {
+		ctx := t.Context()
+		now := at(time.Hour)
+		fresh := outboxMessage("ping", "r1", now)
+		retried := fullMessage() // Attempts 2, leased until before now
+		retried.LeaseUntil, retried.NextAttemptAt = now.Add(-time.Second), now.Add(-time.Minute)
+		ids := enqueue(t, s, fresh, retried)
+		attempts := func(what string, want map[int64]int) {
+			t.Helper()
+			all, err := s.ListOutbox(ctx, "", 0)
+			ok(t, "ListOutbox", err)
+			for _, m := range all {
+				if m.Attempts != want[m.ID] {
+					t.Errorf("%s: message %d has Attempts %d, want %d", what, m.ID, m.Attempts, want[m.ID])
+				}
+			}
+		}
+
+		got, err := s.ClaimOutbox(ctx, now, now.Add(time.Minute), 10)
+		ok(t, "ClaimOutbox", err)
+		sameIDs(t, "claimed, oldest due first", []string{fmt.Sprint(ids[1]), fmt.Sprint(ids[0])}, claimedIDs(got))
+		if len(got) == 2 {
+			retried.ID, retried.Status, retried.Attempts, retried.LeaseUntil = ids[1], domain.OutboxPending, 3, now.Add(time.Minute)
+			same(t, "claimed message with earlier attempts", retried, got[0])
+			fresh.ID, fresh.Status, fresh.Attempts, fresh.LeaseUntil = ids[0], domain.OutboxPending, 1, now.Add(time.Minute)
+			same(t, "claimed new message", fresh, got[1])
+		}
+		attempts("after the first claim", map[int64]int{ids[0]: 1, ids[1]: 3})
+
+		got, err = s.ClaimOutbox(ctx, now.Add(time.Second), now.Add(2*time.Minute), 10)
+		ok(t, "ClaimOutbox", err)
+		sameIDs(t, "claimed while leased", nil, claimedIDs(got))
+		attempts("after a claim that took nothing", map[int64]int{ids[0]: 1, ids[1]: 3})
+
+		// The worker crashed: nothing updated the messages, the lease ran out, the next claim is a
+		// new attempt.
+		got, err = s.ClaimOutbox(ctx, now.Add(time.Minute), now.Add(2*time.Minute), 1)
+		ok(t, "ClaimOutbox", err)
+		sameIDs(t, "claimed after the lease ended, limit 1", []string{fmt.Sprint(ids[1])}, claimedIDs(got))
+		got, err = s.ClaimOutbox(ctx, now.Add(time.Minute), now.Add(2*time.Minute), 1)
+		ok(t, "ClaimOutbox", err)
+		sameIDs(t, "claimed next", []string{fmt.Sprint(ids[0])}, claimedIDs(got))
+		if len(got) == 1 && got[0].Attempts != 2 {
+			t.Errorf("message claimed twice: Attempts %d, want 2", got[0].Attempts)
+		}
+		attempts("after the second claims", map[int64]int{ids[0]: 2, ids[1]: 4})
+
+		// What the worker records after the attempt keeps the count.
+		m, err := s.UpdateOutbox(ctx, ids[0], func(m *domain.OutboxMessage) error {
+			m.LastError, m.LeaseUntil, m.NextAttemptAt = "timeout", time.Time{}, now.Add(time.Hour)
+			return nil
+		})
+		ok(t, "UpdateOutbox", err)
+		if m.Attempts != 2 {
+			t.Errorf("UpdateOutbox after two claims: Attempts %d, want 2", m.Attempts)
+		}
 	}},
 	{"Outbox/ClaimLimit", func(t *testing.T, s domain.Store) {
 		now := at(time.Hour)
@@ -246,13 +310,17 @@ var outboxTests = []test{
 		if len(claimed) != 1 {
 			t.Fatalf("ClaimOutbox: got %d messages, want 1", len(claimed))
 		}
+		if claimed[0].Attempts != 1 {
+			t.Errorf("claimed message: Attempts %d, want 1", claimed[0].Attempts)
+		}
+		// The claim counted the attempt: delivery only records the outcome.
 		got, err := s.UpdateOutbox(ctx, ids[0], func(m *domain.OutboxMessage) error {
-			m.Status, m.Attempts, m.DeliveredAt, m.LeaseUntil = domain.OutboxDelivered, m.Attempts+1, now.Add(time.Second), time.Time{}
+			m.Status, m.DeliveredAt, m.LeaseUntil = domain.OutboxDelivered, now.Add(time.Second), time.Time{}
 			return nil
 		})
 		ok(t, "UpdateOutbox", err)
 		want := claimed[0]
-		want.Status, want.Attempts, want.DeliveredAt, want.LeaseUntil = domain.OutboxDelivered, 1, now.Add(time.Second), time.Time{}
+		want.Status, want.DeliveredAt, want.LeaseUntil = domain.OutboxDelivered, now.Add(time.Second), time.Time{}
 		same(t, "returned message", want, got)
 		list, err := s.ListOutbox(ctx, domain.OutboxDelivered, 0)
 		ok(t, "ListOutbox", err)

@@ -169,6 +169,13 @@ var userTests = []test{
 		same(t, "user after changing the email", moved, got)
 		// The old email is free for someone else.
 		ok(t, "PutUser bob with alice's old email", s.PutUser(ctx, fullUser(bob, "Alice@example.com")))
+
+		// Optional fields cleared.
+		cleared := domain.User{Subject: alice, Email: "alice@new.example", CreatedAt: at(0)}
+		ok(t, "PutUser clearing optional fields", s.PutUser(ctx, cleared))
+		got, err = s.GetUser(ctx, alice)
+		ok(t, "GetUser", err)
+		same(t, "user after clearing phone and channels", cleared, got)
 	}},
 	{"User/List", func(t *testing.T, s domain.Store) {
 		ctx := t.Context()

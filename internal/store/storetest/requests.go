@@ -30,6 +30,38 @@ var requestTests = []test{
 			same(t, "request "+r.ID+" found by auth_req_id", r, got)
 		}
 	}},
+	{"Request/ReceiptFlags", func(t *testing.T, s domain.Store) {
+		// Each receipt flag on its own, so that a backend that mixes them up fails.
+		ctx := t.Context()
+		seedUsers(t, s)
+		var rs []domain.Request
+		for i, f := range []struct{ reported, verified bool }{{false, false}, {true, false}, {false, true}, {true, true}} {
+			r := decidedRequest(fmt.Sprint("req-", i), alice, agent, at(time.Duration(i)*time.Second))
+			r.Receipt.Reported, r.Receipt.UserVerified = f.reported, f.verified
+			if f.reported {
+				r.Status, r.Receipt.Decision, r.RedeemedAt = domain.StatusDenied, domain.DecisionDeny, time.Time{}
+			}
+			rs = append(rs, r)
+		}
+		// And the request-level flags unset while the receipt's are set.
+		rs[3].RequireUserVerification, rs[3].VerificationCode, rs[3].RemindedAt = false, "", time.Time{}
+		createRequests(t, s, rs...)
+		for _, r := range rs {
+			same(t, "request "+r.ID, r, mustGetRequest(t, s, r.ID))
+			got, err := s.GetRequestByAuthReqID(ctx, r.AuthReqIDHash)
+			ok(t, "GetRequestByAuthReqID", err)
+			same(t, "request "+r.ID+" found by auth_req_id", r, got)
+		}
+		got, err := s.ListRequests(ctx, domain.RequestFilter{Subject: alice})
+		ok(t, "ListRequests", err)
+		if len(got) == len(rs) {
+			for i, r := range got {
+				same(t, "listed request "+r.ID, rs[len(rs)-1-i], r)
+			}
+		} else {
+			t.Errorf("ListRequests: got %d requests, want %d", len(got), len(rs))
+		}
+	}},
 	{"Request/CreateDuplicate", func(t *testing.T, s domain.Store) {
 		ctx := t.Context()
 		seedUsers(t, s)
@@ -164,10 +196,45 @@ var updateRequestTests = []test{
 				return err
 			}
 			r.BindingMessage, r.Scope, r.Interval = "changed", nil, time.Hour
+			r.VerificationCode, r.RequireUserVerification, r.RemindedAt = "99", false, at(time.Minute)
+			r.Receipt.Reported, r.Receipt.UserVerified = true, true
 			return errBoom
 		})
 		isErr(t, "UpdateRequest whose function fails", err, errBoom)
 		same(t, "request after a failed update", r, mustGetRequest(t, s, "req"))
+	}},
+	{"UpdateRequest/Remind", func(t *testing.T, s domain.Store) {
+		seedUsers(t, s)
+		r := pendingRequest("req", alice, agent, at(0))
+		createRequests(t, s, r)
+		want := r
+		want.RemindedAt = at(time.Minute)
+		checkTransition(t, s, "Remind", want, func(r *domain.Request) error {
+			r.RemindedAt = at(time.Minute)
+			return nil
+		})
+	}},
+	{"UpdateRequest/ReportAndVerify", func(t *testing.T, s domain.Store) {
+		// The flags set with the decision, and a report added to a denial afterwards.
+		seedUsers(t, s)
+		approved, denied := pendingRequest("approved", alice, agent, at(0)), pendingRequest("denied", alice, agent, at(0))
+		createRequests(t, s, approved, denied)
+		rc := receipt("dev-1", domain.DecisionApprove, at(time.Minute))
+		rc.UserVerified = true
+		approved.Status, approved.DecidedAt, approved.Receipt = domain.StatusApproved, at(time.Minute), &rc
+		checkTransition(t, s, "Approve with user verification", approved, func(r *domain.Request) error {
+			return r.Approve(at(time.Minute), rc)
+		})
+		denial := receipt("dev-1", domain.DecisionDeny, at(time.Minute))
+		_, err := update(t, s, "denied", func(r *domain.Request) error { return r.Deny(at(time.Minute), denial) })
+		ok(t, "Deny", err)
+		reported := denial
+		reported.Reported = true
+		denied.Status, denied.DecidedAt, denied.Receipt = domain.StatusDenied, at(time.Minute), &reported
+		checkTransition(t, s, "Report", denied, func(r *domain.Request) error {
+			r.Receipt.Reported = true
+			return nil
+		})
 	}},
 	{"UpdateRequest/Missing", func(t *testing.T, s domain.Store) {
 		called := false

@@ -21,8 +21,11 @@
 //   - Byte slices and string lists come back equal; nil and empty are interchangeable.
 //   - Emails are unique and looked up case-insensitively, with Unicode case folding (not just ASCII).
 //     Users without an email never clash, and GetUserByEmail("") finds no one.
-//   - Deleting, revoking or updating something that does not exist is domain.ErrNotFound.
-//   - Devices, enrollments and requests are created for users that exist; backends may enforce it.
+//   - Deleting, revoking or updating something that does not exist is domain.ErrNotFound, but for
+//     DeletePushSubscription (see below).
+//   - Devices, enrollments, requests and passkeys are created for users that exist, and push
+//     subscriptions for devices that exist, under the device's own Subject; backends may enforce it
+//     (ErrNotFound).
 //   - "Expired" means ExpiresAt is not after now, as in domain.Request.IsExpired: CountRequests counts
 //     ExpiresAt > now as unexpired, ListExpiredPending returns ExpiresAt <= now, and CountRequests'
 //     since is inclusive (CreatedAt >= since).
@@ -33,6 +36,11 @@
 //     reader paging forward never skips events; without AfterID it returns the newest Limit events.
 //   - EnqueueOutbox stores the message as pending whatever its Status; a message is due when its
 //     NextAttemptAt is zero or not after now, and unleased when its LeaseUntil is zero or not after now.
+//     ClaimOutbox adds one to the Attempts of every message it claims, and returns them so counted.
+//   - A device has at most one push subscription: PutPushSubscription replaces the device's previous
+//     one, whatever its fields. ListPushSubscriptions and ListPasskeys are ordered by CreatedAt,
+//     oldest first. Deleting a subscription that does not exist is not an error.
+//   - A Receipt's Reported and UserVerified come back as stored, whatever the Decision.
 //   - Update functions that fail save nothing, inside InTx as well as outside.
 //   - InTx on the tx Store joins the transaction: its writes commit or roll back with the outer one.
 package storetest
@@ -57,7 +65,7 @@ func Run(t *testing.T, newStore func(t *testing.T) domain.Store) {
 	var all []test
 	for _, group := range [][]test{
 		fixtureTests, clientTests, userTests, deviceTests, enrollmentTests, requestTests, updateRequestTests,
-		listRequestTests, tokenTests, keyTests, auditTests, outboxTests, txTests,
+		listRequestTests, tokenTests, keyTests, auditTests, outboxTests, pushTests, passkeyTests, txTests,
 	} {
 		all = append(all, group...)
 	}

@@ -20,6 +20,8 @@ type fixture struct {
 	key        domain.SigningKey
 	event      domain.AuditEvent
 	message    domain.OutboxMessage
+	push       domain.PushSubscription
+	passkey    domain.Passkey
 	nonce      string
 }
 
@@ -34,12 +36,14 @@ func newFixture() fixture {
 		key:        domain.SigningKey{ID: "tx-key", Algorithm: "ES256", Use: "sig", Status: domain.KeyNext, PrivateKey: sha("k"), CreatedAt: at(0)},
 		event:      event(1, domain.AuditRequestCreated, "tx-user", "tx-client", "tx-request"),
 		message:    outboxMessage("ciba.ping", "tx-request", at(0)),
+		push:       fullPushSubscription("tx-device", "tx-user", at(0)),
+		passkey:    usedPasskey("tx-passkey", "tx-user", at(0)),
 		nonce:      "tx-nonce",
 	}
 }
 
-// seedExisting stores what writeEverything changes: alice's device and pending request, and a
-// refresh token family.
+// seedExisting stores what writeEverything changes: alice's device with its push subscription, her
+// pending request and passkey, and a refresh token family.
 func seedExisting(t *testing.T, s domain.Store) {
 	t.Helper()
 	ctx := t.Context()
@@ -50,6 +54,18 @@ func seedExisting(t *testing.T, s domain.Store) {
 	ok(t, "CreateEnrollment", s.CreateEnrollment(ctx, domain.Enrollment{
 		CodeHash: sha("existing-code"), Subject: alice, CreatedAt: at(0), ExpiresAt: at(time.Hour),
 	}))
+	ok(t, "PutPushSubscription", s.PutPushSubscription(ctx, existingPush()))
+	ok(t, "CreatePasskey", s.CreatePasskey(ctx, existingPasskey()))
+}
+
+func existingPush() domain.PushSubscription {
+	return fullPushSubscription("existing-device", alice, at(0))
+}
+
+func existingPasskey() domain.Passkey {
+	p := usedPasskey("existing-passkey", alice, at(0))
+	p.LastUsedAt = time.Time{}
+	return p
 }
 
 // writeEverything calls every write method of tx, creating f and changing what seedExisting stored.
@@ -64,7 +80,17 @@ func writeEverything(ctx context.Context, tx domain.Store, f fixture) error {
 		func() error { return tx.PutKey(ctx, f.key) },
 		func() error { return tx.AppendAudit(ctx, f.event) },
 		func() error { _, err := tx.EnqueueOutbox(ctx, f.message); return err },
+		func() error { return tx.PutPushSubscription(ctx, f.push) },
+		func() error { return tx.CreatePasskey(ctx, f.passkey) },
 		func() error { return tx.UseNonce(ctx, f.nonce, time.Now().Add(time.Hour)) },
+		func() error { return tx.DeletePushSubscription(ctx, "existing-device") },
+		func() error {
+			_, err := tx.UpdatePasskey(ctx, "existing-passkey", func(p *domain.Passkey) error {
+				p.LastUsedAt = at(time.Minute)
+				return nil
+			})
+			return err
+		},
 		func() error { return tx.RevokeDevice(ctx, "existing-device", at(time.Hour)) },
 		func() error { return tx.RevokeTokenFamily(ctx, "existing-family", at(time.Hour)) },
 		func() error {
@@ -126,6 +152,12 @@ func checkNothingWritten(t *testing.T, s domain.Store, f fixture) {
 	msgs, err := s.ListOutbox(ctx, "", 0)
 	ok(t, "ListOutbox", err)
 	sameIDs(t, "outbox messages written in a rolled back transaction", nil, idsOf(msgs, outboxID))
+	subs, err := s.ListPushSubscriptions(ctx, f.push.Subject)
+	ok(t, "ListPushSubscriptions", err)
+	sameIDs(t, "push subscriptions written in a rolled back transaction", nil, idsOf(subs, pushDevice))
+	passkeys, err := s.ListPasskeys(ctx, f.passkey.Subject)
+	ok(t, "ListPasskeys", err)
+	sameIDs(t, "passkeys written in a rolled back transaction", nil, idsOf(passkeys, passkeyID))
 	ok(t, "UseNonce of a nonce used in a rolled back transaction", s.UseNonce(ctx, f.nonce, time.Now().Add(time.Hour)))
 
 	d, err := s.GetDevice(ctx, "existing-device")
@@ -146,6 +178,12 @@ func checkNothingWritten(t *testing.T, s domain.Store, f fixture) {
 	if !tok.RevokedAt.IsZero() || !tok.UsedAt.IsZero() {
 		t.Error("token revoked and used in a rolled back transaction is changed")
 	}
+	subs, err = s.ListPushSubscriptions(ctx, alice)
+	ok(t, "ListPushSubscriptions", err)
+	same(t, "push subscription deleted in a rolled back transaction", []domain.PushSubscription{existingPush()}, subs)
+	passkeys, err = s.ListPasskeys(ctx, alice)
+	ok(t, "ListPasskeys", err)
+	same(t, "passkey used in a rolled back transaction", []domain.Passkey{existingPasskey()}, passkeys)
 }
 
 // checkEverythingWritten fails the test unless everything writeEverything does is visible.
@@ -181,6 +219,12 @@ func checkEverythingWritten(t *testing.T, s domain.Store, f fixture) {
 		f.message.ID, f.message.Status = msgs[0].ID, domain.OutboxPending
 	}
 	same(t, "committed outbox messages", []domain.OutboxMessage{f.message}, msgs)
+	subs, err := s.ListPushSubscriptions(ctx, f.push.Subject)
+	ok(t, "ListPushSubscriptions", err)
+	same(t, "committed push subscriptions", []domain.PushSubscription{f.push}, subs)
+	passkeys, err := s.ListPasskeys(ctx, f.passkey.Subject)
+	ok(t, "ListPasskeys", err)
+	same(t, "committed passkeys", []domain.Passkey{f.passkey}, passkeys)
 	isErr(t, "UseNonce of a nonce used in a committed transaction", s.UseNonce(ctx, f.nonce, time.Now().Add(time.Hour)), domain.ErrAlreadyExists)
 
 	dev, err := s.GetDevice(ctx, "existing-device")
@@ -199,6 +243,14 @@ func checkEverythingWritten(t *testing.T, s domain.Store, f fixture) {
 	if tok := mustGetToken(t, s, "existing-token"); tok.RevokedAt.IsZero() || tok.UsedAt.IsZero() {
 		t.Error("token revoked and used in a committed transaction is unchanged")
 	}
+	subs, err = s.ListPushSubscriptions(ctx, alice)
+	ok(t, "ListPushSubscriptions", err)
+	sameIDs(t, "push subscriptions after a delete in a committed transaction", nil, idsOf(subs, pushDevice))
+	passkeys, err = s.ListPasskeys(ctx, alice)
+	ok(t, "ListPasskeys", err)
+	used := existingPasskey()
+	used.LastUsedAt = at(time.Minute)
+	same(t, "passkey used in a committed transaction", []domain.Passkey{used}, passkeys)
 }
 
 var txTests = []test{
@@ -264,14 +316,49 @@ var txTests = []test{
 			if events, err := tx.ListAudit(ctx, domain.AuditFilter{}); err != nil || len(events) != 1 {
 				t.Errorf("ListAudit inside the transaction: %d events, error %v", len(events), err)
 			}
-			if claimed, err := tx.ClaimOutbox(ctx, at(time.Hour), at(2*time.Hour), 10); err != nil || len(claimed) != 1 {
-				t.Errorf("ClaimOutbox inside the transaction: %d messages, error %v", len(claimed), err)
+			if claimed, err := tx.ClaimOutbox(ctx, at(time.Hour), at(2*time.Hour), 10); err != nil || len(claimed) != 1 || claimed[0].Attempts != 1 {
+				t.Errorf("ClaimOutbox inside the transaction: %+v, error %v; want 1 message, 1 attempt", claimed, err)
+			}
+			if subs, err := tx.ListPushSubscriptions(ctx, f.push.Subject); err != nil || len(subs) != 1 {
+				t.Errorf("ListPushSubscriptions inside the transaction: %d subscriptions, error %v", len(subs), err)
+			}
+			if subs, err := tx.ListPushSubscriptions(ctx, alice); err != nil || len(subs) != 0 {
+				t.Errorf("ListPushSubscriptions inside the transaction: %d subscriptions, error %v; want the delete", len(subs), err)
+			}
+			if ps, err := tx.ListPasskeys(ctx, alice); err != nil || len(ps) != 1 || ps[0].LastUsedAt.IsZero() {
+				t.Errorf("ListPasskeys inside the transaction: %+v, error %v; want the update", ps, err)
+			}
+			if claimed, err := tx.ClaimOutbox(ctx, at(90*time.Minute), at(3*time.Hour), 10); err != nil || len(claimed) != 0 {
+				t.Errorf("ClaimOutbox inside the transaction, while leased by the transaction: %d messages, error %v", len(claimed), err)
 			}
 			if err := tx.UseNonce(ctx, f.nonce, time.Now().Add(time.Hour)); !errorsIs(err, domain.ErrAlreadyExists) {
 				t.Errorf("UseNonce of a nonce used earlier in the transaction: %v, want ErrAlreadyExists", err)
 			}
 			return nil
 		}))
+	}},
+	{"InTx/ClaimRollsBack", func(t *testing.T, s domain.Store) {
+		// A claim in a transaction that fails leases nothing and counts no attempt.
+		ctx := t.Context()
+		m := outboxMessage("ciba.ping", "r1", at(0))
+		ids := enqueue(t, s, m)
+		err := s.InTx(ctx, func(tx domain.Store) error {
+			claimed, err := tx.ClaimOutbox(ctx, at(time.Hour), at(2*time.Hour), 10)
+			if err != nil || len(claimed) != 1 {
+				t.Errorf("ClaimOutbox inside the transaction: %d messages, error %v", len(claimed), err)
+			}
+			return errBoom
+		})
+		isErr(t, "InTx whose function fails", err, errBoom)
+		m.ID, m.Status = ids[0], domain.OutboxPending
+		all, err := s.ListOutbox(ctx, "", 0)
+		ok(t, "ListOutbox", err)
+		same(t, "outbox after a claim in a rolled back transaction", []domain.OutboxMessage{m}, all)
+		claimed, err := s.ClaimOutbox(ctx, at(time.Hour), at(2*time.Hour), 10)
+		ok(t, "ClaimOutbox", err)
+		if len(claimed) != 1 || claimed[0].Attempts != 1 {
+			t.Errorf("ClaimOutbox after the rolled back claim: %+v, want 1 message with 1 attempt", claimed)
+		}
 	}},
 	{"InTx/UpdateErrorInside", func(t *testing.T, s domain.Store) {
 		// A failed update inside a transaction saves nothing, and the transaction may go on.
