@@ -203,6 +203,9 @@ func TestQueryPlans(t *testing.T) {
 		{"ListPushSubscriptions", sqlListPushSubscriptions, []any{"alice"}, "push_subscriptions_subject"},
 		{"ListPasskeys", sqlListPasskeys, []any{"alice"}, "passkeys_subject"},
 		{"DeletePushSubscription", sqlDeletePushSubscription, []any{"dev"}, "sqlite_autoindex_push_subscriptions_1"},
+		// The deny-and-report hold check on every backchannel request (authz.checkReportHold).
+		{"ListAudit by type, subject and client", `SELECT ` + auditCols + ` FROM audit_events WHERE 1 = 1 AND subject = ? AND client_id = ? AND event_type = ? ORDER BY id DESC LIMIT ?`,
+			[]any{"alice", "agent", "request.reported", 1}, "audit_events_type_subject_client"},
 	} {
 		rows, err := s.readDB.QueryContext(t.Context(), "EXPLAIN QUERY PLAN "+c.query, c.args...)
 		if err != nil {
