@@ -60,6 +60,18 @@ func (f *adminFlags) open(cmd *cobra.Command) (*app, error) {
 	return openAdmin(cmd.Context(), cfg, newLogger(cfg, io.Discard))
 }
 
+// run wraps a command body: it opens the store and use cases for it and closes them after.
+func (f *adminFlags) run(fn func(cmd *cobra.Command, a *app, args []string) error) func(*cobra.Command, []string) error {
+	return func(cmd *cobra.Command, args []string) error {
+		a, err := f.open(cmd)
+		if err != nil {
+			return err
+		}
+		defer a.Close()
+		return fn(cmd, a, args)
+	}
+}
+
 func printJSON(w io.Writer, v any) error {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
@@ -92,18 +104,13 @@ func newUsersCommand() *cobra.Command {
 		Use:   "add SUB",
 		Short: "Add or update a user",
 		Args:  cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			a, err := addFlags.open(cmd)
-			if err != nil {
-				return err
-			}
-			defer a.Close()
+		RunE: addFlags.run(func(cmd *cobra.Command, a *app, args []string) error {
 			if err := a.svc.AddUser(cmd.Context(), domain.User{Subject: args[0], Email: email, Name: name}, userCode); err != nil {
 				return err
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "user %s saved\n", args[0])
 			return nil
-		},
+		}),
 	}
 	addFlags.register(add, false)
 	add.Flags().StringVar(&email, "email", "", "email address (a login_hint may use it)")
@@ -115,12 +122,7 @@ func newUsersCommand() *cobra.Command {
 		Use:   "list",
 		Short: "List users",
 		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			a, err := listFlags.open(cmd)
-			if err != nil {
-				return err
-			}
-			defer a.Close()
+		RunE: listFlags.run(func(cmd *cobra.Command, a *app, _ []string) error {
 			users, err := a.store.ListUsers(cmd.Context())
 			if err != nil {
 				return err
@@ -148,7 +150,7 @@ func newUsersCommand() *cobra.Command {
 				fmt.Fprintf(tw, "%s\t%s\t%s\t%d\n", r.Subject, r.Email, r.Name, r.Devices)
 			}
 			return tw.Flush()
-		},
+		}),
 	}
 	listFlags.register(list, true)
 
@@ -157,12 +159,7 @@ func newUsersCommand() *cobra.Command {
 		Use:   "invite SUB",
 		Short: "Create a one-time enrollment URL for a user's authenticator (printed as the last line)",
 		Args:  cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			a, err := inviteFlags.open(cmd)
-			if err != nil {
-				return err
-			}
-			defer a.Close()
+		RunE: inviteFlags.run(func(cmd *cobra.Command, a *app, args []string) error {
 			url, expires, err := a.svc.Invite(cmd.Context(), args[0])
 			if err != nil {
 				return err
@@ -173,7 +170,7 @@ func newUsersCommand() *cobra.Command {
 			printQR(w, url)
 			fmt.Fprintln(w, url)
 			return nil
-		},
+		}),
 	}
 	inviteFlags.register(invite, false)
 
@@ -192,12 +189,7 @@ func newKeysCommand() *cobra.Command {
 			"published until the tokens it signed expire) and publishes a new next key. Running servers pick the\n" +
 			"change up within 30 seconds.",
 		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			a, err := rotateFlags.open(cmd)
-			if err != nil {
-				return err
-			}
-			defer a.Close()
+		RunE: rotateFlags.run(func(cmd *cobra.Command, a *app, _ []string) error {
 			if err := a.keys.Init(cmd.Context()); err != nil {
 				return err
 			}
@@ -217,7 +209,7 @@ func newKeysCommand() *cobra.Command {
 				fmt.Fprintf(cmd.OutOrStdout(), "%s %s is now %s\n", k.Algorithm, k.ID, k.Status)
 			}
 			return nil
-		},
+		}),
 	}
 	rotateFlags.register(rotate, true)
 
@@ -226,12 +218,7 @@ func newKeysCommand() *cobra.Command {
 		Use:   "list",
 		Short: "List signing keys",
 		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			a, err := listFlags.open(cmd)
-			if err != nil {
-				return err
-			}
-			defer a.Close()
+		RunE: listFlags.run(func(cmd *cobra.Command, a *app, _ []string) error {
 			keys, err := a.keys.List(cmd.Context())
 			if err != nil {
 				return err
@@ -245,7 +232,7 @@ func newKeysCommand() *cobra.Command {
 				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", k.ID, k.Algorithm, k.Status, k.CreatedAt.Format(time.RFC3339))
 			}
 			return tw.Flush()
-		},
+		}),
 	}
 	listFlags.register(list, true)
 	cmd.AddCommand(rotate, list)
@@ -265,12 +252,7 @@ func newAuditCommand() *cobra.Command {
 		Use:   "list",
 		Short: "List audit events, newest first",
 		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			a, err := f.open(cmd)
-			if err != nil {
-				return err
-			}
-			defer a.Close()
+		RunE: f.run(func(cmd *cobra.Command, a *app, _ []string) error {
 			events, err := a.store.ListAudit(cmd.Context(), filter)
 			if err != nil {
 				return err
@@ -285,7 +267,7 @@ func newAuditCommand() *cobra.Command {
 					dash(e.Subject), dash(e.ClientID), dash(e.RequestID), dash(e.DeviceID), strings.TrimSpace(string(e.Detail)))
 			}
 			return tw.Flush()
-		},
+		}),
 	}
 	f.register(list, true)
 	list.Flags().StringVar(&filter.Subject, "user", "", "only events about this user")
@@ -301,12 +283,7 @@ func newAuditCommand() *cobra.Command {
 			"public key, and checks them again. Access tokens name the request in their approval claim.\n" +
 			"Exits non-zero when the receipt does not verify.",
 		Args: cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			a, err := rf.open(cmd)
-			if err != nil {
-				return err
-			}
-			defer a.Close()
+		RunE: rf.run(func(cmd *cobra.Command, a *app, args []string) error {
 			v, err := a.svc.Receipt(cmd.Context(), args[0])
 			if err != nil {
 				return err
@@ -332,7 +309,7 @@ func newAuditCommand() *cobra.Command {
 				return fmt.Errorf("receipt of %s does not verify: %s", v.RequestID, v.Problem)
 			}
 			return nil
-		},
+		}),
 	}
 	rf.register(receipt, true)
 	cmd.AddCommand(list, receipt)
