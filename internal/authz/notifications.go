@@ -10,7 +10,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net"
 	"net/url"
 	"slices"
 	"strconv"
@@ -208,8 +207,9 @@ func (rs *ReportSender) Send(ctx context.Context, m domain.OutboxMessage) error 
 
 // SetPushSubscription records the device's Web Push subscription (replacing any earlier one).
 func (s *Service) SetPushSubscription(ctx context.Context, dev domain.Device, endpoint, p256dh, auth string) error {
+	// RFC 8030 push services speak TLS; the Web Push channel refuses anything else too.
 	u, err := url.Parse(endpoint)
-	if err != nil || u.Host == "" || (u.Scheme != "https" && !(u.Scheme == "http" && isLoopbackHost(u.Hostname()))) {
+	if err != nil || u.Host == "" || u.Scheme != "https" {
 		return deviceError(oauth.ErrInvalidRequest, "endpoint must be an https URL of a push service")
 	}
 	if len(endpoint) > 2048 {
@@ -326,14 +326,4 @@ func (s *Service) remind(ctx context.Context, id string, now time.Time) error {
 		s.obs.OutboxEnqueued()
 	}
 	return nil
-}
-
-// isLoopbackHost reports whether host is localhost or a loopback address (tests run push services
-// there).
-func isLoopbackHost(host string) bool {
-	if host == "localhost" {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
 }
