@@ -40,6 +40,9 @@ const (
 	ReasonNoAuthenticator = "no_authenticator"
 	// ReasonRateLimited: the user's request limits were hit (code access_denied).
 	ReasonRateLimited = "rate_limited"
+	// ReasonReported: the user reported one of this client's requests as not theirs, and its
+	// requests to them are held for a while (code access_denied).
+	ReasonReported = "reported"
 )
 
 // Error is an OAuth 2.0 error response body (RFC 6749 section 5.2). Build a fresh one for every

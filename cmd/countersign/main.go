@@ -66,6 +66,7 @@ func newRootCommand(stdin io.Reader, stdout, stderr io.Writer) *cobra.Command {
 		newKeysCommand(),
 		newAuditCommand(),
 		newDeviceCommand(),
+		newRequestCommand(),
 	)
 	return root
 }

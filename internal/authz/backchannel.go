@@ -433,7 +433,7 @@ func (s *Service) checkReportHold(ctx context.Context, c domain.Client, u domain
 		return nil
 	}
 	e := oauth.Errorf(oauth.ErrAccessDenied, "user %s reported a request from this client as not theirs; requests are held until %s", u.Subject, until.UTC().Format(time.RFC3339))
-	e.Reason = "reported"
+	e.Reason = oauth.ReasonReported
 	e.RetryAfter = int(until.Sub(now)/time.Second) + 1
 	return e
 }

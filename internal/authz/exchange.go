@@ -49,8 +49,15 @@ func (s *Service) ExchangeAuthReqID(ctx context.Context, c domain.Client, authRe
 			if r, err = s.waitForChange(ctx, r, wait); err != nil {
 				return oauth.TokenResponse{}, err
 			}
+			held := s.now().Sub(now)
 			now = s.now()
-			s.polls.touch(r.ID, now)
+			// A poll held at least an interval already kept the client waiting that long, so it may
+			// poll again at once; a shorter hold counts from its end.
+			last := now
+			if held >= interval {
+				last = now.Add(-interval)
+			}
+			s.polls.touch(r.ID, last)
 		}
 	}
 	return s.answerPoll(ctx, c, r, now)
