@@ -3,6 +3,8 @@ package server
 import (
 	"net/http"
 
+	"github.com/countersign/countersign/web"
+
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
@@ -55,9 +57,10 @@ func (s *Server) routes(extra map[string]http.Handler) http.Handler {
 	handle("POST", pathDeviceAPI+"/passkeys", s.endpoint(kindDevice, s.device(s.handleAddPasskey)))
 	handle("GET", pathDeviceAPI+"/passkeys", s.endpoint(kindDevice, s.device(s.handleListPasskeys)))
 
-	// The invitation link's landing page.
-	handle("GET", "/enroll", http.HandlerFunc(s.handleEnrollPage))
-	handle("GET", "/enroll.js", http.HandlerFunc(s.handleEnrollScript))
+	// The authenticator web app (package web), and the page an invitation link opens.
+	app := web.Handler()
+	handle("GET", "/app/", app)
+	handle("GET", "/enroll", app)
 
 	// Operations.
 	handle("GET", "/healthz", http.HandlerFunc(s.handleHealth))
