@@ -157,7 +157,10 @@ func (s *Service) StartRequest(ctx context.Context, c domain.Client, p Backchann
 	if numbers {
 		req.VerificationCode = twoDigits()
 	}
-	var notified bool
+	notified, err := s.shouldNotify(ctx, user, notify.NotifyRequest)
+	if err != nil {
+		return BackchannelResult{}, err
+	}
 	err = s.store.InTx(ctx, func(tx domain.Store) error {
 		pending, recent, err := tx.CountRequests(ctx, user.Subject, now, now.Add(-time.Minute))
 		if err != nil {
@@ -177,8 +180,10 @@ func (s *Service) StartRequest(ctx context.Context, c domain.Client, p Backchann
 		if err := tx.CreateRequest(ctx, req); err != nil {
 			return err
 		}
-		if notified, err = s.enqueueNotification(ctx, tx, req, notify.NotifyRequest); err != nil {
-			return err
+		if notified {
+			if err := s.enqueueNotification(ctx, tx, req, notify.NotifyRequest); err != nil {
+				return err
+			}
 		}
 		return tx.AppendAudit(ctx, auditEvent(now, domain.AuditRequestCreated, req, "", map[string]any{
 			"binding_message": req.BindingMessage,

@@ -540,7 +540,11 @@ func (s *Service) Decide(ctx context.Context, requestID, signed string, webauthn
 		pushTokens = &out
 	}
 
-	var queued, notified bool
+	notified, err := s.shouldNotifySubject(ctx, r.Subject, notify.NotifyClosed)
+	if err != nil {
+		return RequestView{}, err
+	}
+	var queued bool
 	err = s.store.InTx(ctx, func(tx domain.Store) error {
 		var err error
 		if passkeyState != nil {
@@ -603,8 +607,10 @@ func (s *Service) Decide(ctx context.Context, requestID, signed string, webauthn
 				queued = true
 			}
 		}
-		if notified, err = s.enqueueNotification(ctx, tx, r, notify.NotifyClosed); err != nil {
-			return err
+		if notified {
+			if err := s.enqueueNotification(ctx, tx, r, notify.NotifyClosed); err != nil {
+				return err
+			}
 		}
 		callback, err := s.enqueueCallback(ctx, tx, r, body)
 		queued = queued || callback || notified

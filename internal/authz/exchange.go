@@ -92,7 +92,7 @@ func (s *Service) answerPoll(ctx context.Context, c domain.Client, r domain.Requ
 	switch r.Status {
 	case domain.StatusPending:
 		if r.IsExpired(now) {
-			if err := s.expire(ctx, r.ID); err != nil && !errors.Is(err, domain.ErrConflict) {
+			if err := s.expire(ctx, r.ID, r.Subject); err != nil && !errors.Is(err, domain.ErrConflict) {
 				return oauth.TokenResponse{}, err
 			}
 			return oauth.TokenResponse{}, s.expiredError(c)

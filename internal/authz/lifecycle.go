@@ -66,11 +66,15 @@ func (s *Service) changed(r domain.Request, outbox bool) {
 }
 
 // expire moves an overdue pending request to expired, with its audit event and callback.
-func (s *Service) expire(ctx context.Context, id string) error {
+func (s *Service) expire(ctx context.Context, id string, subject string) error {
+	notifyClosed, err := s.shouldNotifySubject(ctx, subject, notify.NotifyClosed)
+	if err != nil {
+		return err
+	}
 	now := s.now()
 	var r domain.Request
 	var queued bool
-	err := s.store.InTx(ctx, func(tx domain.Store) error {
+	err = s.store.InTx(ctx, func(tx domain.Store) error {
 		var err error
 		r, err = tx.UpdateRequest(ctx, id, func(req *domain.Request) error { return req.Expire(now) })
 		if err != nil {
@@ -85,9 +89,11 @@ func (s *Service) expire(ctx context.Context, id string) error {
 		if err != nil {
 			return err
 		}
-		notified, err := s.enqueueNotification(ctx, tx, r, notify.NotifyClosed)
-		queued = queued || notified
-		return err
+		if notifyClosed {
+			queued = true
+			return s.enqueueNotification(ctx, tx, r, notify.NotifyClosed)
+		}
+		return nil
 	})
 	if err != nil {
 		return err
@@ -110,16 +116,21 @@ func (s *Service) CancelRequest(ctx context.Context, c domain.Client, authReqID 
 	if r.ClientID != c.ID || r.Status != domain.StatusPending {
 		return false, nil
 	}
+	notified, err := s.shouldNotifySubject(ctx, r.Subject, notify.NotifyClosed)
+	if err != nil {
+		return false, err
+	}
 	now := s.now()
-	var notified bool
 	err = s.store.InTx(ctx, func(tx domain.Store) error {
 		var err error
 		r, err = tx.UpdateRequest(ctx, r.ID, func(req *domain.Request) error { return req.Cancel(now, c.ID) })
 		if err != nil {
 			return err
 		}
-		if notified, err = s.enqueueNotification(ctx, tx, r, notify.NotifyClosed); err != nil {
-			return err
+		if notified {
+			if err := s.enqueueNotification(ctx, tx, r, notify.NotifyClosed); err != nil {
+				return err
+			}
 		}
 		return tx.AppendAudit(ctx, auditEvent(now, domain.AuditRequestCancelled, r, "", nil))
 	})
@@ -144,7 +155,7 @@ func (s *Service) Sweep(ctx context.Context) error {
 			return err
 		}
 		for _, r := range overdue {
-			if err := s.expire(ctx, r.ID); err != nil && !errors.Is(err, domain.ErrConflict) {
+			if err := s.expire(ctx, r.ID, r.Subject); err != nil && !errors.Is(err, domain.ErrConflict) {
 				return err
 			}
 		}
@@ -173,7 +184,7 @@ func (s *Service) sendReminders(ctx context.Context, now time.Time) error {
 		if !r.RemindedAt.IsZero() || r.IsExpired(now) || r.ExpiresAt.Sub(r.CreatedAt) < 2*s.opts.ReminderBefore {
 			continue
 		}
-		if err := s.remind(ctx, r.ID, now); err != nil && !errors.Is(err, domain.ErrConflict) {
+		if err := s.remind(ctx, r, now); err != nil && !errors.Is(err, domain.ErrConflict) {
 			return err
 		}
 	}

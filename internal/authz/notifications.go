@@ -41,16 +41,26 @@ func (s *Service) channelsFor(u domain.User) []string {
 	return s.opts.DefaultChannels
 }
 
-// reachable reports whether any of the user's channels can reach them now, so that requests to
-// users nobody can notify cost no outbox traffic.
-func (s *Service) reachable(ctx context.Context, tx domain.Store, u domain.User) (bool, error) {
-	for _, ch := range s.channelsFor(u) {
+// shouldNotify decides, before the transaction and from the read side of the store, whether a
+// notification of this kind can reach the user: requests to users nobody can notify then cost no
+// outbox traffic, and the single writer does no reads for it. A subscription added in between is
+// picked up by the next notification.
+func (s *Service) shouldNotify(ctx context.Context, u domain.User, kind string) (bool, error) {
+	channels := s.channelsFor(u)
+	if kind == notify.NotifyClosed {
+		// "closed" only clears what Web Push showed.
+		channels = []string{"webpush"}
+		if !slices.Contains(s.channelsFor(u), "webpush") {
+			return false, nil
+		}
+	}
+	for _, ch := range channels {
 		if !s.opts.Channels[ch] {
 			continue
 		}
 		switch ch {
 		case "webpush":
-			subs, err := tx.ListPushSubscriptions(ctx, u.Subject)
+			subs, err := s.store.ListPushSubscriptions(ctx, u.Subject)
 			if err != nil {
 				return false, err
 			}
@@ -72,31 +82,27 @@ func (s *Service) reachable(ctx context.Context, tx domain.Store, u domain.User)
 	return false, nil
 }
 
-// enqueueNotification writes a notification about r to the outbox inside tx, when the user can be
-// reached. "closed" goes only where something was shown that must now be cleared (Web Push).
-func (s *Service) enqueueNotification(ctx context.Context, tx domain.Store, r domain.Request, kind string) (bool, error) {
-	u, err := tx.GetUser(ctx, r.Subject)
+// shouldNotifySubject is shouldNotify for a user known by subject.
+func (s *Service) shouldNotifySubject(ctx context.Context, subject, kind string) (bool, error) {
+	if len(s.opts.Channels) == 0 {
+		return false, nil
+	}
+	u, err := s.store.GetUser(ctx, subject)
 	if err != nil {
 		return false, err
 	}
-	if kind == notify.NotifyClosed {
-		if !s.opts.Channels["webpush"] || !slices.Contains(s.channelsFor(u), "webpush") {
-			return false, nil
-		}
-		subs, err := tx.ListPushSubscriptions(ctx, u.Subject)
-		if err != nil || len(subs) == 0 {
-			return false, err
-		}
-	} else if ok, err := s.reachable(ctx, tx, u); err != nil || !ok {
-		return false, err
-	}
+	return s.shouldNotify(ctx, u, kind)
+}
+
+// enqueueNotification writes a notification of kind about r to the outbox inside tx.
+func (s *Service) enqueueNotification(ctx context.Context, tx domain.Store, r domain.Request, kind string) error {
 	payload, _ := json.Marshal(notifyPayload{Kind: kind, RequestID: r.ID})
 	now := s.now()
-	_, err = tx.EnqueueOutbox(ctx, domain.OutboxMessage{
+	_, err := tx.EnqueueOutbox(ctx, domain.OutboxMessage{
 		Kind: OutboxNotify, RequestID: r.ID, Target: r.Subject, Payload: payload,
 		Status: domain.OutboxPending, CreatedAt: now, NextAttemptAt: now,
 	})
-	return err == nil, err
+	return err
 }
 
 // NotificationSender delivers OutboxNotify messages: it builds the notification from the request
@@ -299,10 +305,13 @@ func (s *Service) VAPIDKeys(ctx context.Context) (public, private string, err er
 }
 
 // remind sends a reminder for a pending request that is about to expire, once.
-func (s *Service) remind(ctx context.Context, id string, now time.Time) error {
-	var r domain.Request
-	var queued bool
-	err := s.store.InTx(ctx, func(tx domain.Store) error {
+func (s *Service) remind(ctx context.Context, r domain.Request, now time.Time) error {
+	queued, err := s.shouldNotifySubject(ctx, r.Subject, notify.NotifyReminder)
+	if err != nil {
+		return err
+	}
+	id := r.ID
+	err = s.store.InTx(ctx, func(tx domain.Store) error {
 		var err error
 		r, err = tx.UpdateRequest(ctx, id, func(req *domain.Request) error {
 			if req.Status != domain.StatusPending || !req.RemindedAt.IsZero() {
@@ -314,8 +323,10 @@ func (s *Service) remind(ctx context.Context, id string, now time.Time) error {
 		if err != nil {
 			return err
 		}
-		if queued, err = s.enqueueNotification(ctx, tx, r, notify.NotifyReminder); err != nil {
-			return err
+		if queued {
+			if err := s.enqueueNotification(ctx, tx, r, notify.NotifyReminder); err != nil {
+				return err
+			}
 		}
 		return tx.AppendAudit(ctx, auditEvent(now, domain.AuditRequestReminded, r, "", nil))
 	})

@@ -15,6 +15,7 @@ import (
 	"github.com/countersign/countersign/internal/authenticator"
 	"github.com/countersign/countersign/internal/authz"
 	"github.com/countersign/countersign/internal/domain"
+	"github.com/countersign/countersign/internal/store/sqlstore"
 	"github.com/countersign/countersign/oauth"
 )
 
@@ -75,7 +76,9 @@ func benchmarkFlow(b *testing.B, idTokenAlg string) {
 	}
 	var next atomic.Int64
 	var seq atomic.Int64
-	b.SetParallelism(32)
+	b.SetParallelism(16)
+	stats := h.store.(*sqlstore.Store).WriterStats
+	before := stats()
 	b.ResetTimer()
 	b.RunParallel(func(pb *testing.PB) {
 		i := int(next.Add(1)-1) % workers
@@ -112,6 +115,10 @@ func benchmarkFlow(b *testing.B, idTokenAlg string) {
 		}
 	})
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "flows/s")
+	after := stats()
+	if commits := after.Commits - before.Commits; commits > 0 {
+		b.ReportMetric(float64(after.Units-before.Units)/float64(commits), "writes/commit")
+	}
 }
 
 // BenchmarkPendingPoll measures POST /oauth/token for requests still pending: client authentication,
