@@ -263,6 +263,13 @@ const vapidKeyID = "vapid"
 // VAPIDKeys returns the server's VAPID key pair as base64url (public: uncompressed P-256 point;
 // private: the scalar), generating and storing it on first use.
 func (s *Service) VAPIDKeys(ctx context.Context) (public, private string, err error) {
+	// Cached: the key never changes, and GET device/v1/config (unauthenticated) must not cost a
+	// transaction on the writer.
+	s.vapid.mu.Lock()
+	defer s.vapid.mu.Unlock()
+	if s.vapid.public != "" {
+		return s.vapid.public, s.vapid.private, nil
+	}
 	var key *ecdsa.PrivateKey
 	err = s.store.InTx(ctx, func(tx domain.Store) error {
 		keys, err := tx.ListKeys(ctx)
@@ -301,7 +308,8 @@ func (s *Service) VAPIDKeys(ctx context.Context) (public, private string, err er
 		return "", "", err
 	}
 	enc := base64.RawURLEncoding
-	return enc.EncodeToString(ecdhKey.PublicKey().Bytes()), enc.EncodeToString(ecdhKey.Bytes()), nil
+	s.vapid.public, s.vapid.private = enc.EncodeToString(ecdhKey.PublicKey().Bytes()), enc.EncodeToString(ecdhKey.Bytes())
+	return s.vapid.public, s.vapid.private, nil
 }
 
 // remind sends a reminder for a pending request that is about to expire, once.

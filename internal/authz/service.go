@@ -8,6 +8,7 @@ import (
 	"context"
 	"log/slog"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/countersign/countersign/internal/domain"
@@ -108,9 +109,13 @@ type Service struct {
 
 	polls   *pollTracker
 	clients clientCache
-	hub     *Hub
-	jwks    *clientKeySets
-	obs     Observer
+	vapid   struct {
+		mu              sync.Mutex
+		public, private string
+	}
+	hub  *Hub
+	jwks *clientKeySets
+	obs  Observer
 }
 
 // Observer is told about every state change that matters to the outside: the server uses it for
