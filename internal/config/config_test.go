@@ -604,7 +604,7 @@ func TestDev_Validates(t *testing.T) {
 		name      string
 		got, want any
 	}{
-		{"issuer", c.Issuer, "http://127.0.0.1:9000/"},
+		{"issuer", c.Issuer, "http://localhost:9000/"},
 		{"listen", c.Listen, "127.0.0.1:9000"},
 		{"db path", c.DBPath(), filepath.Join("/tmp/cs", "countersign.db")},
 		{"storage", c.Storage, Storage{Driver: "sqlite", SQLiteSynchronous: "full"}},
@@ -633,10 +633,11 @@ func TestDev_Addresses(t *testing.T) {
 		name, dataDir, listen     string
 		issuer, wantListen, dbDir string
 	}{
-		{"defaults", "", "", "http://127.0.0.1:8080/", "127.0.0.1:8080", "countersign-data"},
+		{"defaults", "", "", "http://localhost:8080/", "127.0.0.1:8080", "countersign-data"},
 		{"all interfaces", "d", "0.0.0.0:9000", "http://localhost:9000/", "0.0.0.0:9000", "d"},
 		{"no host", "d", ":9000", "http://localhost:9000/", ":9000", "d"},
-		{"IPv6 loopback", "d", "[::1]:9000", "http://[::1]:9000/", "[::1]:9000", "d"},
+		{"IPv6 loopback", "d", "[::1]:9000", "http://localhost:9000/", "[::1]:9000", "d"},
+		{"another address", "d", "192.0.2.7:9000", "http://192.0.2.7:9000/", "192.0.2.7:9000", "d"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

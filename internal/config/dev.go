@@ -85,7 +85,9 @@ func devIssuerHost(listen string) string {
 	if err != nil {
 		return listen
 	}
-	if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
+	// localhost rather than an address: passkeys (WebAuthn) need a domain name, and browsers treat
+	// http://localhost as a secure context, as the authenticator app's service worker needs.
+	if ip := net.ParseIP(host); host == "" || (ip != nil && (ip.IsUnspecified() || ip.IsLoopback())) {
 		host = "localhost"
 	}
 	return net.JoinHostPort(host, port)
