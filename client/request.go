@@ -124,8 +124,11 @@ func (c *Client) Start(ctx context.Context, r Request) (*Pending, error) {
 		// ping before the answer below arrives.
 		reg = c.cfg.Ping.register(notificationToken, c.now().Add(72*time.Hour))
 	}
+	// The request is sent without the caller's cancellation: a cancellation in flight would leave
+	// a prompt on the user's device whose auth_req_id we never read, so nobody could withdraw it.
+	// RequestApproval notices the cancellation right after and withdraws the request.
 	var resp oauth.BackchannelResponse
-	err = c.call(ctx, c.md.BackchannelAuthenticationEndpoint, form, nil, requestTimeout, &resp)
+	err = c.call(context.WithoutCancel(ctx), c.md.BackchannelAuthenticationEndpoint, form, nil, requestTimeout, &resp)
 	if err == nil && resp.AuthReqID == "" {
 		err = errors.New("client: the backchannel answer has no auth_req_id")
 	}

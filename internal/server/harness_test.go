@@ -7,7 +7,6 @@ import (
 	"crypto/elliptic"
 	"crypto/pbkdf2"
 	"crypto/rand"
-	"crypto/rsa"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
@@ -30,76 +29,13 @@ import (
 	"github.com/countersign/countersign/internal/notify"
 	"github.com/countersign/countersign/internal/server"
 	"github.com/countersign/countersign/internal/store/sqlstore"
+	"github.com/countersign/countersign/internal/testserver"
 	"github.com/countersign/countersign/internal/token"
 	"github.com/countersign/countersign/oauth"
 )
 
-// fakeClock is a settable clock shared by the server and the test's devices.
-type fakeClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
-}
-
-// RSA key generation is slow; every test server shares a few keys.
-var (
-	rsaOnce sync.Once
-	rsaKeys []*rsa.PrivateKey
-	rsaNext int
-	rsaMu   sync.Mutex
-)
-
-func testKeyGenerator(alg string) (crypto.Signer, error) {
-	if alg == token.ES256 {
-		return ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	}
-	rsaOnce.Do(func() {
-		for range 4 {
-			k, err := rsa.GenerateKey(rand.Reader, 2048)
-			if err != nil {
-				panic(err)
-			}
-			rsaKeys = append(rsaKeys, k)
-		}
-	})
-	rsaMu.Lock()
-	defer rsaMu.Unlock()
-	rsaNext++
-	return rsaKeys[rsaNext%len(rsaKeys)], nil
-}
-
-const tradeOrderSchema = `{
-  "type": "object",
-  "required": ["symbol", "side", "quantity"],
-  "properties": {
-    "symbol": {"type": "string", "pattern": "^[A-Z.]{1,10}$"},
-    "side": {"enum": ["BUY", "SELL"]},
-    "quantity": {"type": "integer", "minimum": 1},
-    "order_type": {"enum": ["market", "limit"], "default": "market"},
-    "limit_price": {"type": "number"}
-  }
-}`
-
-const paymentSchema = `{
-  "type": "object",
-  "required": ["instructedAmount", "creditorName"],
-  "properties": {
-    "instructedAmount": {"type": "object", "required": ["currency", "amount"],
-      "properties": {"currency": {"type": "string"}, "amount": {"type": "string"}}},
-    "creditorName": {"type": "string"}
-  }
-}`
+// fakeClock is the settable clock shared by the server and the test's devices.
+type fakeClock = testserver.FakeClock
 
 // harness is a whole Countersign server on httptest with a real SQLite store, a fake clock, and
 // clients and users for every test.
@@ -181,7 +117,7 @@ func newHarnessSync(t testing.TB, synchronous string, opts ...harnessOption) *ha
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { store.Close() })
-	h := &harness{t: t, store: store, clock: &fakeClock{t: time.Now().UTC().Truncate(time.Second)}, callback: newCallbackReceiver(t)}
+	h := &harness{t: t, store: store, clock: testserver.NewFakeClock(time.Now().UTC().Truncate(time.Second)), callback: newCallbackReceiver(t)}
 
 	// The issuer must be known before the server starts: start the listener first.
 	h.srv = httptest.NewUnstartedServer(nil)
@@ -189,18 +125,12 @@ func newHarnessSync(t testing.TB, synchronous string, opts ...harnessOption) *ha
 	_, port, _ := net.SplitHostPort(h.srv.Listener.Addr().String())
 	issuer := "http://localhost:" + port + "/"
 
-	dt, err := authz.NewDetailTypes([]authz.DetailTypeConfig{
-		{Name: "trade_order", Display: "{{.side}} {{.quantity}} {{.symbol}} ({{.order_type}})", Schema: json.RawMessage(tradeOrderSchema)},
-		{Name: "payment_initiation", Display: "Pay {{.instructedAmount.amount}} {{.instructedAmount.currency}} to {{.creditorName}}", Schema: json.RawMessage(paymentSchema)},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	dt := testserver.DetailTypes(t)
 	o := authz.Options{Issuer: issuer, DetailTypes: dt, PollInterval: 5 * time.Second, MaxPendingPerUser: 5, MaxRequestsPerMinute: 10}
 	for _, f := range opts {
 		f(&o)
 	}
-	h.keys = token.NewKeyring(store, h.clock, token.Options{Algorithms: []string{token.ES256, token.RS256}, Generate: testKeyGenerator})
+	h.keys = token.NewKeyring(store, h.clock, token.Options{Algorithms: []string{token.ES256, token.RS256}, Generate: testserver.KeyGenerator})
 	if err := h.keys.Init(ctx); err != nil {
 		t.Fatal(err)
 	}

@@ -71,7 +71,8 @@ const TradeOrderSchema = `{
   }
 }`
 
-const paymentSchema = `{
+// PaymentSchema is the JSON Schema of the payment_initiation type the server registers.
+const PaymentSchema = `{
   "type": "object",
   "required": ["instructedAmount", "creditorName"],
   "properties": {
@@ -130,6 +131,12 @@ func (c *FakeClock) Now() time.Time {
 	return c.t
 }
 
+// NewFakeClock returns a clock stopped at t.
+func NewFakeClock(t time.Time) *FakeClock { return &FakeClock{t: t} }
+
+// Advance moves the clock (and nothing else; Server.Advance also runs the sweep).
+func (c *FakeClock) Advance(d time.Duration) { c.advance(d) }
+
 func (c *FakeClock) advance(d time.Duration) {
 	c.mu.Lock()
 	c.t = c.t.Add(d)
@@ -144,7 +151,9 @@ var (
 	rsaNext int
 )
 
-func keyGenerator(alg string) (crypto.Signer, error) {
+// KeyGenerator generates signing keys for token.Options.Generate: real ES256 keys, and RSA keys from
+// a small shared pool, because RSA generation would dominate a test suite's run time.
+func KeyGenerator(alg string) (crypto.Signer, error) {
 	if alg == token.ES256 {
 		return ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	}
@@ -161,6 +170,20 @@ func keyGenerator(alg string) (crypto.Signer, error) {
 	defer rsaMu.Unlock()
 	rsaNext++
 	return rsaKeys[rsaNext%len(rsaKeys)], nil
+}
+
+// DetailTypes are the trade_order and payment_initiation types every test server registers, with
+// the display templates of the example config.
+func DetailTypes(t testing.TB) *authz.DetailTypes {
+	t.Helper()
+	dt, err := authz.NewDetailTypes([]authz.DetailTypeConfig{
+		{Name: "trade_order", Display: "{{.side}} {{.quantity}} {{.symbol}} ({{.order_type}})", Schema: json.RawMessage(TradeOrderSchema)},
+		{Name: "payment_initiation", Display: "Pay {{.instructedAmount.amount}} {{.instructedAmount.currency}} to {{.creditorName}}", Schema: json.RawMessage(PaymentSchema)},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return dt
 }
 
 // New starts a server that lives until the test ends.
@@ -189,18 +212,12 @@ func New(t testing.TB, opts Options) *Server {
 	s.URL = "http://" + s.HTTP.Listener.Addr().String()
 	s.Issuer = s.URL + "/"
 
-	dt, err := authz.NewDetailTypes([]authz.DetailTypeConfig{
-		{Name: "trade_order", Display: "{{.side}} {{.quantity}} {{.symbol}} ({{.order_type}})", Schema: json.RawMessage(TradeOrderSchema)},
-		{Name: "payment_initiation", Display: "Pay {{.instructedAmount.amount}} {{.instructedAmount.currency}} to {{.creditorName}}", Schema: json.RawMessage(paymentSchema)},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	dt := DetailTypes(t)
 	o := authz.Options{Issuer: s.Issuer, DetailTypes: dt, PollInterval: time.Second, MaxPendingPerUser: 50, MaxRequestsPerMinute: 1000}
 	if opts.Authz != nil {
 		opts.Authz(&o)
 	}
-	s.Keys = token.NewKeyring(store, clock, token.Options{Algorithms: []string{token.ES256, token.RS256}, Generate: keyGenerator})
+	s.Keys = token.NewKeyring(store, clock, token.Options{Algorithms: []string{token.ES256, token.RS256}, Generate: KeyGenerator})
 	if err := s.Keys.Init(ctx); err != nil {
 		t.Fatal(err)
 	}
