@@ -2,8 +2,12 @@ package server_test
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
 	"encoding/json"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"strings"
 	"sync"
@@ -573,5 +577,48 @@ func TestCIBA_13_AbuseLimits(t *testing.T) {
 	h.clock.Advance(61 * time.Second)
 	if r := h.post("/bc-authorize", "agent", "agent-secret", tradeForm()); r.Status != 200 {
 		t.Fatalf("after a minute: %d %s", r.Status, r.Body)
+	}
+}
+
+func TestClientAuthentication_PrivateKeyJWTWithJWKSURI(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	var mu sync.Mutex
+	served := jwksOf(t, &h.clientEC.PublicKey, "k1")
+	jwks := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		defer mu.Unlock()
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write(served)
+	}))
+	t.Cleanup(jwks.Close)
+	ctx := context.Background()
+	c, err := h.store.GetClient(ctx, "agent-jwt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.JWKS, c.JWKSURI = nil, jwks.URL
+	if err := h.store.PutClient(ctx, c); err != nil {
+		t.Fatal(err)
+	}
+	form := func() url.Values {
+		f := tradeForm()
+		f.Set("client_assertion_type", oauth.ClientAssertionJWTBearer)
+		f.Set("client_assertion", h.assertion(h.issuer(), randomString(), h.clock.Now().Add(time.Minute)))
+		return f
+	}
+	if r := h.post("/bc-authorize", "", "", form()); r.Status != 200 {
+		t.Fatalf("jwks_uri client: %d %s", r.Status, r.Body)
+	}
+	// The client rotates its key: the new kid is fetched, but not more often than every 30 s.
+	newKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	mu.Lock()
+	served = jwksOf(t, &newKey.PublicKey, "k2")
+	mu.Unlock()
+	h.clientEC, h.clientKID = newKey, "k2"
+	expectError(t, h.post("/bc-authorize", "", "", form()), 401, oauth.ErrInvalidClient)
+	h.clock.Advance(31 * time.Second)
+	if r := h.post("/bc-authorize", "", "", form()); r.Status != 200 {
+		t.Fatalf("after the client's key rotation: %d %s", r.Status, r.Body)
 	}
 }

@@ -40,17 +40,18 @@ type fakeClock = testserver.FakeClock
 // harness is a whole Countersign server on httptest with a real SQLite store, a fake clock, and
 // clients and users for every test.
 type harness struct {
-	t        testing.TB
-	srv      *httptest.Server
-	svc      *authz.Service
-	store    domain.Store
-	clock    *fakeClock
-	worker   *notify.Worker
-	keys     *token.Keyring
-	alice    *authenticator.Device
-	clientEC *ecdsa.PrivateKey // the private_key_jwt client's key
-	callback *callbackReceiver
-	handler  http.Handler
+	t         testing.TB
+	srv       *httptest.Server
+	svc       *authz.Service
+	store     domain.Store
+	clock     *fakeClock
+	worker    *notify.Worker
+	keys      *token.Keyring
+	alice     *authenticator.Device
+	clientEC  *ecdsa.PrivateKey // the private_key_jwt client's key
+	clientKID string            // its kid; "k1" when empty
+	callback  *callbackReceiver
+	handler   http.Handler
 }
 
 // callbackReceiver records CIBA ping and push callbacks.
@@ -404,7 +405,11 @@ func jwtHeader(t *testing.T, jwt string) map[string]any {
 // signJWT signs claims with the private_key_jwt client's key.
 func (h *harness) signJWT(claims map[string]any) string {
 	h.t.Helper()
-	signer, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.ES256, Key: h.clientEC}, (&jose.SignerOptions{}).WithHeader("kid", "k1").WithType("JWT"))
+	kid := h.clientKID
+	if kid == "" {
+		kid = "k1"
+	}
+	signer, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.ES256, Key: h.clientEC}, (&jose.SignerOptions{}).WithHeader("kid", kid).WithType("JWT"))
 	if err != nil {
 		h.t.Fatal(err)
 	}
