@@ -570,10 +570,12 @@ func (s *Service) Decide(ctx context.Context, requestID, signed string, webauthn
 		if err != nil {
 			return err
 		}
+		// The push body: the denial, or (below) the tokens. Ping callbacks carry only auth_req_id.
 		event := domain.AuditRequestApproved
-		var body any = oauth.PushError{AuthReqID: r.CallbackAuthReqID, Error: oauth.ErrAccessDenied, Description: "the user denied the request"}
+		var body any
 		if decision == domain.DecisionDeny {
 			event = domain.AuditRequestDenied
+			body = oauth.PushError{AuthReqID: r.CallbackAuthReqID, Error: oauth.ErrAccessDenied, Description: "the user denied the request"}
 		}
 		detail := map[string]any{"shown_sha256": claims.ShownSHA256}
 		if pushTokens != nil {
@@ -628,8 +630,8 @@ func (s *Service) Decide(ctx context.Context, requestID, signed string, webauthn
 	return s.view(r, now)
 }
 
-// RequestForDeviceWithPasskeys is RequestForDevice plus the user's passkey IDs when the request
-// needs user verification (so the app can ask for the right passkey).
+// withPasskeys adds the user's passkey IDs to a view of a pending request that needs user
+// verification, so the app can ask for the right passkey.
 func (s *Service) withPasskeys(ctx context.Context, v RequestView, subject string) (RequestView, error) {
 	if !v.RequireUserVerification || v.Status != string(domain.StatusPending) {
 		return v, nil
