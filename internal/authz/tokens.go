@@ -31,16 +31,7 @@ func (s *Service) Refresh(ctx context.Context, c domain.Client, refreshToken, sc
 	}
 	now := s.now()
 	if !t.UsedAt.IsZero() {
-		err := s.store.InTx(ctx, func(tx domain.Store) error {
-			if err := tx.RevokeTokenFamily(ctx, t.FamilyID, now); err != nil {
-				return err
-			}
-			return tx.AppendAudit(ctx, domain.AuditEvent{Time: now, Type: domain.AuditRefreshReuse, Subject: t.Subject, ClientID: c.ID, RequestID: t.RequestID})
-		})
-		if err != nil {
-			return oauth.TokenResponse{}, err
-		}
-		return oauth.TokenResponse{}, invalidGrant("refresh_token was already used; its family is now revoked")
+		return oauth.TokenResponse{}, s.refreshReused(ctx, t, now)
 	}
 	if !t.Active(now) {
 		return oauth.TokenResponse{}, invalidGrant("refresh_token has expired or was revoked")
@@ -72,7 +63,7 @@ func (s *Service) Refresh(ctx context.Context, c domain.Client, refreshToken, sc
 	err = s.store.InTx(ctx, func(tx domain.Store) error {
 		if _, err := tx.UpdateToken(ctx, t.ID, func(tok *domain.Token) error {
 			if !tok.UsedAt.IsZero() || !tok.RevokedAt.IsZero() {
-				return invalidGrant("refresh_token was already used")
+				return errRefreshRaced
 			}
 			tok.UsedAt = now
 			return nil
@@ -86,10 +77,32 @@ func (s *Service) Refresh(ctx context.Context, c domain.Client, refreshToken, sc
 		}
 		return tx.AppendAudit(ctx, domain.AuditEvent{Time: now, Type: domain.AuditTokenRefreshed, Subject: t.Subject, ClientID: c.ID, RequestID: t.RequestID})
 	})
+	if errors.Is(err, errRefreshRaced) {
+		// Another exchange of the same token won: two holders of one refresh token is a leak too.
+		return oauth.TokenResponse{}, s.refreshReused(ctx, t, now)
+	}
 	if err != nil {
 		return oauth.TokenResponse{}, err
 	}
 	return out.resp, nil
+}
+
+// errRefreshRaced marks a refresh token used by another exchange between our read and our write.
+var errRefreshRaced = errors.New("refresh token used concurrently")
+
+// refreshReused revokes a refresh token's whole family (a used token presented again means a copy
+// leaked, RFC 9700 section 4.14.2) and answers invalid_grant.
+func (s *Service) refreshReused(ctx context.Context, t domain.Token, now time.Time) error {
+	err := s.store.InTx(ctx, func(tx domain.Store) error {
+		if err := tx.RevokeTokenFamily(ctx, t.FamilyID, now); err != nil {
+			return err
+		}
+		return tx.AppendAudit(ctx, domain.AuditEvent{Time: now, Type: domain.AuditRefreshReuse, Subject: t.Subject, ClientID: t.ClientID, RequestID: t.RequestID})
+	})
+	if err != nil {
+		return err
+	}
+	return invalidGrant("refresh_token was already used; its family is now revoked")
 }
 
 // accessTokenRecord verifies an access token we issued and returns its claims and stored record.

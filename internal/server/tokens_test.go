@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -297,4 +298,37 @@ func TestCIBA_11_PendingPollDoesNotWrite(t *testing.T) {
 	if after := writes(); after != before {
 		t.Fatalf("pending polls wrote %d transactions to the database", after-before)
 	}
+}
+
+func TestRefreshTokens_ConcurrentUseRevokesTheFamily(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	id := h.start("agent", "agent-secret", tradeForm("scope", "openid offline_access"))
+	h.decide(h.alice, "Buy 10 NVDA", domain.DecisionApprove)
+	rt := h.poll("agent", "agent-secret", id).str("refresh_token")
+	var wg sync.WaitGroup
+	results := make(chan response, 8)
+	for range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			results <- h.post("/oauth/token", "agent", "agent-secret", url.Values{"grant_type": {"refresh_token"}, "refresh_token": {rt}})
+		}()
+	}
+	wg.Wait()
+	close(results)
+	var winners []string
+	for r := range results {
+		if r.Status == 200 {
+			winners = append(winners, r.str("refresh_token"))
+		} else {
+			expectError(t, r, 400, oauth.ErrInvalidGrant)
+		}
+	}
+	if len(winners) != 1 {
+		t.Fatalf("%d exchanges of one refresh token succeeded", len(winners))
+	}
+	// The losers revealed a second holder: the winner's new token is revoked with the family.
+	r := h.post("/oauth/token", "agent", "agent-secret", url.Values{"grant_type": {"refresh_token"}, "refresh_token": {winners[0]}})
+	expectError(t, r, 400, oauth.ErrInvalidGrant)
 }
